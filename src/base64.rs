@@ -1,0 +1,215 @@
+//! Base64 encoding and a strict-but-forgiving decoder, small enough not to need a crate.
+
+const STANDARD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+const URL_SAFE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// Standard alphabet with `=` padding, as Gemini's `inline_data` expects.
+pub fn encode(bytes: &[u8]) -> String {
+    encode_with(bytes, STANDARD, true)
+}
+
+/// URL-safe alphabet without padding, for tokens that travel in query strings.
+pub fn encode_url(bytes: &[u8]) -> String {
+    encode_with(bytes, URL_SAFE, false)
+}
+
+fn encode_with(bytes: &[u8], alphabet: &[u8; 64], pad: bool) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        let symbols = chunk.len() + 1;
+        for i in 0..4 {
+            if i < symbols {
+                out.push(alphabet[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else if pad {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Why a base64 text could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    InvalidByte {
+        offset: usize,
+        byte: u8,
+    },
+    InvalidLength,
+    /// The decoded size would pass the caller's limit; found before decoding it all.
+    TooLarge {
+        decoded_at_least: usize,
+    },
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::InvalidByte { offset, byte } => {
+                write!(f, "invalid base64 byte 0x{byte:02x} at offset {offset}")
+            }
+            Self::InvalidLength => write!(f, "invalid base64 length"),
+            Self::TooLarge { decoded_at_least } => {
+                write!(f, "decoded data is at least {decoded_at_least} bytes")
+            }
+        }
+    }
+}
+
+fn sextet(byte: u8) -> Option<u8> {
+    match byte {
+        b'A'..=b'Z' => Some(byte - b'A'),
+        b'a'..=b'z' => Some(byte - b'a' + 26),
+        b'0'..=b'9' => Some(byte - b'0' + 52),
+        b'+' | b'-' => Some(62),
+        b'/' | b'_' => Some(63),
+        _ => None,
+    }
+}
+
+/// Decodes standard or URL-safe base64, padded or not, skipping ASCII whitespace (line-wrapped
+/// encoders) and a leading `data:...;base64,` prefix. Fails before allocating past
+/// `max_decoded` bytes.
+pub fn decode(text: &str, max_decoded: usize) -> Result<Vec<u8>, DecodeError> {
+    let body = match text.strip_prefix("data:") {
+        Some(rest) => rest.split_once(',').map(|(_, b)| b).unwrap_or(rest),
+        None => text,
+    };
+    let prefix_len = text.len() - body.len();
+    let significant = body.bytes().filter(|b| !b.is_ascii_whitespace()).count();
+    let estimated = significant / 4 * 3;
+    if estimated > max_decoded.saturating_add(3) {
+        return Err(DecodeError::TooLarge {
+            decoded_at_least: estimated.saturating_sub(2),
+        });
+    }
+    let mut out = Vec::with_capacity(estimated + 3);
+    let mut acc: u32 = 0;
+    let mut bits = 0u32;
+    let mut padding = 0usize;
+    let mut symbols = 0usize;
+    for (i, byte) in body.bytes().enumerate() {
+        if byte.is_ascii_whitespace() {
+            continue;
+        }
+        if byte == b'=' {
+            padding += 1;
+            continue;
+        }
+        let offset = prefix_len + i;
+        if padding > 0 {
+            // Data after padding is corrupt input, not a second message.
+            return Err(DecodeError::InvalidByte { offset, byte });
+        }
+        let value = sextet(byte).ok_or(DecodeError::InvalidByte { offset, byte })?;
+        symbols += 1;
+        acc = (acc << 6) | u32::from(value);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    let remainder = symbols % 4;
+    if remainder == 1 || padding > 2 || (padding > 0 && !(symbols + padding).is_multiple_of(4)) {
+        return Err(DecodeError::InvalidLength);
+    }
+    if out.len() > max_decoded {
+        return Err(DecodeError::TooLarge {
+            decoded_at_least: out.len(),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc4648_vectors() {
+        let table = [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ];
+        for (plain, encoded) in table {
+            assert_eq!(encode(plain.as_bytes()), encoded);
+            assert_eq!(decode(encoded, 100).unwrap(), plain.as_bytes(), "{encoded}");
+            let unpadded = encoded.trim_end_matches('=');
+            assert_eq!(
+                decode(unpadded, 100).unwrap(),
+                plain.as_bytes(),
+                "{unpadded}"
+            );
+        }
+    }
+
+    #[test]
+    fn url_safe_round_trip() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        let text = encode_url(&bytes);
+        assert!(!text.contains(['+', '/', '=']));
+        assert_eq!(decode(&text, 1_000).unwrap(), bytes);
+    }
+
+    #[test]
+    fn tolerates_wrapping_and_data_urls() {
+        assert_eq!(decode("Zm9v\r\nYmFy\n", 10).unwrap(), b"foobar");
+        assert_eq!(
+            decode("data:image/png;base64,Zm9vYmFy", 10).unwrap(),
+            b"foobar"
+        );
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        let table: &[(&str, DecodeError)] = &[
+            (
+                "Zm9v!",
+                DecodeError::InvalidByte {
+                    offset: 4,
+                    byte: b'!',
+                },
+            ),
+            ("Zm9vY", DecodeError::InvalidLength),
+            ("Zg===", DecodeError::InvalidLength),
+            (
+                "Zg=a",
+                DecodeError::InvalidByte {
+                    offset: 3,
+                    byte: b'a',
+                },
+            ),
+            ("Z===", DecodeError::InvalidLength),
+        ];
+        for (text, want) in table {
+            assert_eq!(&decode(text, 100).unwrap_err(), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn enforces_the_size_limit() {
+        let text = encode(&[7u8; 1_000]);
+        assert!(decode(&text, 1_000).is_ok());
+        assert!(matches!(
+            decode(&text, 999),
+            Err(DecodeError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            decode(&text, 10),
+            Err(DecodeError::TooLarge { .. })
+        ));
+    }
+}

@@ -1,0 +1,206 @@
+//! Runtime configuration from wrangler `[vars]` and secrets (contract section 7), with defaults.
+
+use crate::time::{Millis, SECOND_MS};
+
+pub const DEFAULT_GOOGLE_BOOKS_API_BASE: &str = "https://www.googleapis.com/books/v1";
+pub const DEFAULT_OPENLIBRARY_API_BASE: &str = "https://openlibrary.org";
+pub const DEFAULT_GEMINI_API_BASE: &str = "https://generativelanguage.googleapis.com/v1beta";
+pub const DEFAULT_GEMINI_MODEL: &str = "gemini-2.5-flash";
+
+/// Signs tokens when the `TOKEN_SIGNING_KEY` secret is absent. It only filters forged
+/// tokens before they reach an object; authentication itself rests on the stored hash.
+const DEVELOPMENT_SIGNING_KEY: &str = "bookstrack-jobs-development-signing-key";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub token_ttl_ms: Millis,
+    pub token_refresh_window_ms: Millis,
+    pub ready_timeout_ms: Millis,
+    pub results_ttl_ms: Millis,
+    pub scan_confidence_threshold: f64,
+    /// `None` means any origin (`*`).
+    pub allowed_origins: Option<Vec<String>>,
+    pub google_books_api_base: String,
+    pub openlibrary_api_base: String,
+    pub gemini_api_base: String,
+    pub gemini_model: String,
+    pub gemini_api_key: Option<String>,
+    pub google_books_api_key: Option<String>,
+    pub token_signing_key: String,
+    pub signing_key_is_default: bool,
+    /// Exposes `POST /api/test/jobs` (synthetic jobs) for the test suite and benchmarks.
+    pub enable_test_routes: bool,
+    /// First retry delay of a failing task; doubled per attempt.
+    pub task_retry_base_ms: Millis,
+    pub provider_timeout_ms: Millis,
+    /// Values that could not be parsed and fell back to their default, for a log line.
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// Builds the configuration from a lookup of variables and secrets by name.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let mut warnings = Vec::new();
+        let text = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let mut number = |name: &str, default: u64, min: u64, max: u64| -> u64 {
+            match text(name) {
+                None => default,
+                Some(raw) => match raw.parse::<u64>() {
+                    Ok(v) if (min..=max).contains(&v) => v,
+                    _ => {
+                        warnings.push(format!("{name}={raw:?} is not a whole number in {min}..={max}; using {default}"));
+                        default
+                    }
+                },
+            }
+        };
+        const YEAR_SECS: u64 = 366 * 86_400;
+        let token_ttl = number("TOKEN_TTL_SECS", 7_200, 1, YEAR_SECS);
+        let window = number("TOKEN_REFRESH_WINDOW_SECS", 1_800, 0, YEAR_SECS);
+        let ready = number("READY_TIMEOUT_SECS", 30, 0, 86_400);
+        let results_ttl = number("RESULTS_TTL_SECS", 86_400, 1, YEAR_SECS);
+        let retry_base = number("TASK_RETRY_BASE_MS", 1_000, 1, 600_000);
+        let provider_timeout = number("PROVIDER_TIMEOUT_MS", 60_000, 100, 300_000);
+
+        let threshold = match text("SCAN_CONFIDENCE_THRESHOLD") {
+            None => 0.7,
+            Some(raw) => match raw.parse::<f64>() {
+                Ok(v) if (0.0..=1.0).contains(&v) => v,
+                _ => {
+                    warnings.push(format!(
+                        "SCAN_CONFIDENCE_THRESHOLD={raw:?} is not in 0..=1; using 0.7"
+                    ));
+                    0.7
+                }
+            },
+        };
+        let allowed_origins = text("ALLOWED_ORIGINS").and_then(|raw| {
+            let list: Vec<String> = raw
+                .split(',')
+                .map(|o| o.trim().trim_end_matches('/').to_string())
+                .filter(|o| !o.is_empty())
+                .collect();
+            (!list.is_empty() && !list.iter().any(|o| o == "*")).then_some(list)
+        });
+        let base = |name: &str, default: &str| {
+            text(name)
+                .unwrap_or_else(|| default.to_string())
+                .trim_end_matches('/')
+                .to_string()
+        };
+        let signing = text("TOKEN_SIGNING_KEY");
+        Self {
+            token_ttl_ms: token_ttl * SECOND_MS,
+            token_refresh_window_ms: window * SECOND_MS,
+            ready_timeout_ms: ready * SECOND_MS,
+            results_ttl_ms: results_ttl * SECOND_MS,
+            scan_confidence_threshold: threshold,
+            allowed_origins,
+            google_books_api_base: base("GOOGLE_BOOKS_API_BASE", DEFAULT_GOOGLE_BOOKS_API_BASE),
+            openlibrary_api_base: base("OPENLIBRARY_API_BASE", DEFAULT_OPENLIBRARY_API_BASE),
+            gemini_api_base: base("GEMINI_API_BASE", DEFAULT_GEMINI_API_BASE),
+            gemini_model: text("GEMINI_MODEL").unwrap_or_else(|| DEFAULT_GEMINI_MODEL.to_string()),
+            gemini_api_key: text("GEMINI_API_KEY"),
+            google_books_api_key: text("GOOGLE_BOOKS_API_KEY"),
+            signing_key_is_default: signing.is_none(),
+            token_signing_key: signing.unwrap_or_else(|| DEVELOPMENT_SIGNING_KEY.to_string()),
+            enable_test_routes: matches!(
+                text("ENABLE_TEST_ROUTES").as_deref(),
+                Some("1" | "true" | "yes" | "on")
+            ),
+            task_retry_base_ms: retry_base,
+            provider_timeout_ms: provider_timeout,
+            warnings,
+        }
+    }
+
+    /// The `Access-Control-Allow-Origin` value for a request from `origin`, if any.
+    pub fn cors_origin(&self, origin: Option<&str>) -> Option<String> {
+        match &self.allowed_origins {
+            None => Some("*".to_string()),
+            Some(list) => origin
+                .map(|o| o.trim_end_matches('/'))
+                .filter(|o| list.iter().any(|allowed| allowed.eq_ignore_ascii_case(o)))
+                .map(str::to_string),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> Config {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_are_the_contract_ones() {
+        let c = config(&[]);
+        assert_eq!(c.token_ttl_ms, 7_200_000);
+        assert_eq!(c.token_refresh_window_ms, 1_800_000);
+        assert_eq!(c.ready_timeout_ms, 30_000);
+        assert_eq!(c.results_ttl_ms, 86_400_000);
+        assert_eq!(c.scan_confidence_threshold, 0.7);
+        assert_eq!(c.allowed_origins, None);
+        assert_eq!(c.google_books_api_base, DEFAULT_GOOGLE_BOOKS_API_BASE);
+        assert_eq!(c.openlibrary_api_base, DEFAULT_OPENLIBRARY_API_BASE);
+        assert_eq!(c.gemini_api_base, DEFAULT_GEMINI_API_BASE);
+        assert!(c.gemini_api_key.is_none());
+        assert!(!c.enable_test_routes);
+        assert!(c.signing_key_is_default);
+        assert!(c.warnings.is_empty());
+    }
+
+    #[test]
+    fn overrides_and_bad_values() {
+        let c = config(&[
+            ("TOKEN_TTL_SECS", "8"),
+            ("READY_TIMEOUT_SECS", "-1"),
+            ("RESULTS_TTL_SECS", "abc"),
+            ("SCAN_CONFIDENCE_THRESHOLD", "1.5"),
+            ("GEMINI_API_BASE", "http://127.0.0.1:9000/v1beta/"),
+            ("GEMINI_API_KEY", "  "),
+            ("ENABLE_TEST_ROUTES", "true"),
+            ("TOKEN_SIGNING_KEY", "s3cret"),
+        ]);
+        assert_eq!(c.token_ttl_ms, 8_000);
+        assert_eq!(c.ready_timeout_ms, 30_000);
+        assert_eq!(c.results_ttl_ms, 86_400_000);
+        assert_eq!(c.scan_confidence_threshold, 0.7);
+        assert_eq!(c.gemini_api_base, "http://127.0.0.1:9000/v1beta");
+        assert_eq!(c.gemini_api_key, None, "blank secrets count as missing");
+        assert!(c.enable_test_routes);
+        assert_eq!(c.token_signing_key, "s3cret");
+        assert!(!c.signing_key_is_default);
+        assert_eq!(c.warnings.len(), 3, "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn cors_origins() {
+        let any = config(&[("ALLOWED_ORIGINS", "*")]);
+        assert_eq!(
+            any.cors_origin(Some("https://a.example")).as_deref(),
+            Some("*")
+        );
+        let listed = config(&[("ALLOWED_ORIGINS", "https://a.example, https://b.example/")]);
+        let table = [
+            (Some("https://a.example"), Some("https://a.example")),
+            (Some("https://B.example"), Some("https://B.example")),
+            (Some("https://c.example"), None),
+            (None, None),
+        ];
+        for (origin, want) in table {
+            assert_eq!(listed.cors_origin(origin).as_deref(), want, "{origin:?}");
+        }
+    }
+}

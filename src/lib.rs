@@ -1,0 +1,43 @@
+//! bookstrack-jobs: the long jobs of a book-tracking app, one Durable Object per job, with
+//! progress streamed over hibernating WebSockets.
+//!
+//! # Layout
+//!
+//! The domain modules never name a `worker::` type; they take the current time as a
+//! parameter and are tested natively with `cargo test`. The `runtime` module is the thin glue
+//! that decodes requests and events, calls the domain, and performs the I/O.
+//!
+//! Domain:
+//! - [`routes`]: the route table, and the 404/405 answers.
+//! - [`error`], [`envelope`]: the one error type and the JSON envelope every answer wears.
+//! - [`config`]: wrangler vars and secrets, with the contract's defaults.
+//! - [`ids`], [`token`]: job ids; token issuing, hashing, expiry and refresh rules.
+//! - [`job`]: the job state machine and its versioning.
+//! - [`protocol`]: WebSocket messages, client message parsing, close codes.
+//! - [`schedule`]: the persisted task set behind a job's single alarm.
+//! - [`throttle`]: when progress is persisted and how often it is sent.
+//! - [`logline`]: structured, credential-free log lines.
+//! - [`time`], [`base64`]: small helpers that would not justify a crate.
+//!
+//! Glue:
+//! - [`runtime`]: the Worker entry point, HTTP helpers and the Durable Object classes.
+
+pub mod base64;
+pub mod config;
+pub mod envelope;
+pub mod error;
+pub mod ids;
+pub mod job;
+pub mod logline;
+pub mod protocol;
+pub mod routes;
+pub mod schedule;
+pub mod throttle;
+pub mod time;
+pub mod token;
+
+pub mod runtime;
+
+/// The crate version and the git commit it was built from, stamped by `build.rs`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const COMMIT: &str = env!("BOOKSTRACK_GIT_COMMIT");

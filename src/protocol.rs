@@ -1,0 +1,499 @@
+//! The WebSocket wire protocol: server message envelopes, client message parsing, close codes.
+
+use crate::job::{JobError, JobState, Pipeline, Status};
+use crate::time::Millis;
+use serde_json::{json, Map, Value};
+
+/// The protocol version every server message carries.
+pub const PROTOCOL_VERSION: &str = "1.0.0";
+
+/// Client messages larger than this close the socket with 1009.
+pub const MAX_CLIENT_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// The exact text the runtime answers by itself, without waking the object.
+pub const PING_TEXT: &str = r#"{"type":"ping"}"#;
+pub const PONG_TEXT: &str = r#"{"type":"pong"}"#;
+
+/// Close reasons are capped by RFC 6455 (control frames carry at most 125 bytes, two of
+/// which are the code).
+pub const MAX_CLOSE_REASON_BYTES: usize = 123;
+
+/// Every close code the server sends. 1005, 1006 and 1015 are reserved for endpoints to
+/// report locally and are never sent; the type makes them unrepresentable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseCode {
+    JobComplete,
+    JobCanceled,
+    ProtocolError,
+    TokenExpired,
+    MessageTooBig,
+    JobFailed,
+    TooManySockets,
+}
+
+impl CloseCode {
+    pub fn code(self) -> u16 {
+        match self {
+            Self::JobComplete => 1000,
+            Self::JobCanceled => 1001,
+            Self::ProtocolError => 1002,
+            Self::TokenExpired => 1008,
+            Self::MessageTooBig => 1009,
+            Self::JobFailed => 1011,
+            Self::TooManySockets => 1013,
+        }
+    }
+
+    /// The default reason sent with the code.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::JobComplete => "job complete",
+            Self::JobCanceled => "job canceled",
+            Self::ProtocolError => "invalid message",
+            Self::TokenExpired => "token expired",
+            Self::MessageTooBig => "message too big",
+            Self::JobFailed => "job failed",
+            Self::TooManySockets => "too many sockets for this job",
+        }
+    }
+}
+
+/// Cuts a close reason to the protocol's limit without splitting a UTF-8 character.
+pub fn close_reason(text: &str) -> &str {
+    if text.len() <= MAX_CLOSE_REASON_BYTES {
+        return text;
+    }
+    let mut end = MAX_CLOSE_REASON_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// What a client may send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientMessage {
+    Ready,
+    Cancel,
+    /// A ping that the runtime's exact-text auto-response did not catch (other spacing or
+    /// extra fields); answered with a pong all the same.
+    Ping,
+}
+
+/// Why a client message was refused; each maps to one close code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Violation {
+    TooBig { bytes: usize },
+    InvalidJson,
+    NotAnObject,
+    MissingType,
+    TypeNotString,
+    UnknownType(String),
+    Binary,
+}
+
+impl Violation {
+    pub fn close_code(&self) -> CloseCode {
+        match self {
+            Self::TooBig { .. } => CloseCode::MessageTooBig,
+            _ => CloseCode::ProtocolError,
+        }
+    }
+
+    /// A reason for the close frame, within 123 bytes.
+    pub fn reason(&self) -> String {
+        let text = match self {
+            Self::TooBig { bytes } => {
+                format!("message of {bytes} bytes exceeds {MAX_CLIENT_MESSAGE_BYTES}")
+            }
+            Self::InvalidJson => "invalid JSON".to_string(),
+            Self::NotAnObject => "message is not a JSON object".to_string(),
+            Self::MissingType => "message has no type".to_string(),
+            Self::TypeNotString => "message type is not a string".to_string(),
+            Self::UnknownType(t) => format!("unknown message type: {t}"),
+            Self::Binary => "binary messages are not accepted".to_string(),
+        };
+        close_reason(&text).to_string()
+    }
+}
+
+/// Parses a text frame from a client.
+pub fn parse_client_text(text: &str) -> Result<ClientMessage, Violation> {
+    if text.len() > MAX_CLIENT_MESSAGE_BYTES {
+        return Err(Violation::TooBig { bytes: text.len() });
+    }
+    let value: Value = serde_json::from_str(text).map_err(|_| Violation::InvalidJson)?;
+    let object = value.as_object().ok_or(Violation::NotAnObject)?;
+    match object.get("type") {
+        None => Err(Violation::MissingType),
+        Some(Value::String(t)) => match t.as_str() {
+            "ready" => Ok(ClientMessage::Ready),
+            "cancel" => Ok(ClientMessage::Cancel),
+            "ping" => Ok(ClientMessage::Ping),
+            other => Err(Violation::UnknownType(other.chars().take(64).collect())),
+        },
+        Some(_) => Err(Violation::TypeNotString),
+    }
+}
+
+/// Binary frames are never valid; only their size decides between 1009 and 1002.
+pub fn classify_client_binary(len: usize) -> Violation {
+    if len > MAX_CLIENT_MESSAGE_BYTES {
+        Violation::TooBig { bytes: len }
+    } else {
+        Violation::Binary
+    }
+}
+
+/// The payloads the server sends (contract section 5).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServerMessage {
+    ReadyAck,
+    Reconnected {
+        status: Status,
+        progress: f64,
+        processed_count: u64,
+        total_count: u64,
+        last_update: Millis,
+        version: u64,
+    },
+    JobStarted {
+        total_count: u64,
+        estimated_duration_ms: Option<u64>,
+    },
+    JobProgress {
+        progress: f64,
+        status: Status,
+        processed_count: u64,
+        current_item: Option<String>,
+    },
+    JobComplete {
+        pipeline: Pipeline,
+        summary: Value,
+        results_url: String,
+    },
+    Error {
+        code: String,
+        message: String,
+        retryable: bool,
+        details: Option<Value>,
+    },
+}
+
+impl ServerMessage {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::ReadyAck => "ready_ack",
+            Self::Reconnected { .. } => "reconnected",
+            Self::JobStarted { .. } => "job_started",
+            Self::JobProgress { .. } => "job_progress",
+            Self::JobComplete { .. } => "job_complete",
+            Self::Error { .. } => "error",
+        }
+    }
+
+    pub fn reconnected(state: &JobState) -> Self {
+        Self::Reconnected {
+            status: state.status,
+            progress: state.progress,
+            processed_count: state.processed_count,
+            total_count: state.total_count,
+            last_update: state.last_update,
+            version: state.version,
+        }
+    }
+
+    pub fn progress(state: &JobState) -> Self {
+        Self::JobProgress {
+            progress: state.progress,
+            status: state.status,
+            processed_count: state.processed_count,
+            current_item: state.current_item.clone(),
+        }
+    }
+
+    pub fn failure(error: &JobError) -> Self {
+        Self::Error {
+            code: error.code.clone(),
+            message: error.message.clone(),
+            retryable: error.retryable,
+            details: None,
+        }
+    }
+
+    /// The message that tells a client how an ended job ended, with the close that follows
+    /// it; `None` while the job is still live. A canceled job has no final message, only the
+    /// close.
+    pub fn final_for(state: &JobState) -> Option<(Option<Self>, CloseCode)> {
+        match state.status {
+            Status::Complete => Some((
+                Some(Self::JobComplete {
+                    pipeline: state.pipeline,
+                    summary: state.summary.clone().unwrap_or_else(|| json!({})),
+                    results_url: state
+                        .results_url
+                        .clone()
+                        .unwrap_or_else(|| state.pipeline.results_url(&state.job_id)),
+                }),
+                CloseCode::JobComplete,
+            )),
+            Status::Failed => {
+                let error = state.error.clone().unwrap_or(JobError {
+                    code: "INTERNAL_ERROR".into(),
+                    message: "job failed".into(),
+                    retryable: false,
+                });
+                Some((Some(Self::failure(&error)), CloseCode::JobFailed))
+            }
+            Status::Canceled => Some((None, CloseCode::JobCanceled)),
+            Status::Queued | Status::Running => None,
+        }
+    }
+
+    fn payload(&self) -> Value {
+        let mut p = Map::new();
+        p.insert("type".into(), json!(self.kind()));
+        match self {
+            Self::ReadyAck => {}
+            Self::Reconnected {
+                status,
+                progress,
+                processed_count,
+                total_count,
+                last_update,
+                version,
+            } => {
+                p.insert("status".into(), json!(status.as_str()));
+                p.insert("progress".into(), json!(progress));
+                p.insert("processedCount".into(), json!(processed_count));
+                p.insert("totalCount".into(), json!(total_count));
+                p.insert("lastUpdate".into(), json!(last_update));
+                p.insert("version".into(), json!(version));
+            }
+            Self::JobStarted {
+                total_count,
+                estimated_duration_ms,
+            } => {
+                p.insert("totalCount".into(), json!(total_count));
+                if let Some(ms) = estimated_duration_ms {
+                    p.insert("estimatedDuration".into(), json!(ms));
+                }
+            }
+            Self::JobProgress {
+                progress,
+                status,
+                processed_count,
+                current_item,
+            } => {
+                p.insert("progress".into(), json!(progress));
+                p.insert("status".into(), json!(status.as_str()));
+                p.insert("processedCount".into(), json!(processed_count));
+                if let Some(item) = current_item {
+                    p.insert("currentItem".into(), json!(item));
+                }
+            }
+            Self::JobComplete {
+                pipeline,
+                summary,
+                results_url,
+            } => {
+                p.insert("pipeline".into(), json!(pipeline.as_str()));
+                p.insert("summary".into(), summary.clone());
+                p.insert("resultsUrl".into(), json!(results_url));
+            }
+            Self::Error {
+                code,
+                message,
+                retryable,
+                details,
+            } => {
+                p.insert("code".into(), json!(code));
+                p.insert("message".into(), json!(message));
+                p.insert("retryable".into(), json!(retryable));
+                if let Some(d) = details {
+                    p.insert("details".into(), d.clone());
+                }
+            }
+        }
+        Value::Object(p)
+    }
+
+    /// The full envelope as sent on the wire.
+    pub fn encode(&self, job_id: &str, pipeline: Pipeline, now: Millis) -> String {
+        json!({
+            "type": self.kind(),
+            "jobId": job_id,
+            "pipeline": pipeline.as_str(),
+            "timestamp": now,
+            "version": PROTOCOL_VERSION,
+            "payload": self.payload(),
+        })
+        .to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_client_messages() {
+        let big = format!(r#"{{"type":"ready","pad":"{}"}}"#, "x".repeat(70_000));
+        let table: &[(&str, Result<ClientMessage, Violation>)] = &[
+            (r#"{"type":"ready"}"#, Ok(ClientMessage::Ready)),
+            (
+                r#"{ "type" : "cancel", "extra": 1 }"#,
+                Ok(ClientMessage::Cancel),
+            ),
+            (r#"{"type": "ping"}"#, Ok(ClientMessage::Ping)),
+            ("not json", Err(Violation::InvalidJson)),
+            ("", Err(Violation::InvalidJson)),
+            (r#"{"type":"ready""#, Err(Violation::InvalidJson)),
+            ("[1,2]", Err(Violation::NotAnObject)),
+            ("\"ready\"", Err(Violation::NotAnObject)),
+            ("null", Err(Violation::NotAnObject)),
+            (r#"{"kind":"ready"}"#, Err(Violation::MissingType)),
+            (r#"{"type":7}"#, Err(Violation::TypeNotString)),
+            (r#"{"type":null}"#, Err(Violation::TypeNotString)),
+            (
+                r#"{"type":"dance"}"#,
+                Err(Violation::UnknownType("dance".into())),
+            ),
+            (
+                r#"{"type":"READY"}"#,
+                Err(Violation::UnknownType("READY".into())),
+            ),
+            (&big, Err(Violation::TooBig { bytes: big.len() })),
+        ];
+        for (text, want) in table {
+            assert_eq!(
+                &parse_client_text(text),
+                want,
+                "{}",
+                &text[..text.len().min(40)]
+            );
+        }
+    }
+
+    #[test]
+    fn violations_map_to_close_codes() {
+        assert_eq!(Violation::TooBig { bytes: 1 }.close_code().code(), 1009);
+        for v in [
+            Violation::InvalidJson,
+            Violation::NotAnObject,
+            Violation::MissingType,
+            Violation::TypeNotString,
+            Violation::UnknownType("x".into()),
+            Violation::Binary,
+        ] {
+            assert_eq!(v.close_code().code(), 1002, "{v:?}");
+        }
+        assert_eq!(
+            classify_client_binary(65_537),
+            Violation::TooBig { bytes: 65_537 }
+        );
+        assert_eq!(classify_client_binary(10), Violation::Binary);
+    }
+
+    #[test]
+    fn close_codes_are_the_contract_ones_and_never_reserved() {
+        let all = [
+            (CloseCode::JobComplete, 1000),
+            (CloseCode::JobCanceled, 1001),
+            (CloseCode::ProtocolError, 1002),
+            (CloseCode::TokenExpired, 1008),
+            (CloseCode::MessageTooBig, 1009),
+            (CloseCode::JobFailed, 1011),
+            (CloseCode::TooManySockets, 1013),
+        ];
+        for (c, n) in all {
+            assert_eq!(c.code(), n);
+            assert!(![1005, 1006, 1015].contains(&c.code()));
+            assert!(c.reason().len() <= MAX_CLOSE_REASON_BYTES);
+        }
+    }
+
+    #[test]
+    fn close_reasons_are_cut_at_char_boundaries() {
+        let long_ascii = "a".repeat(500);
+        assert_eq!(close_reason(&long_ascii).len(), 123);
+        let long_multibyte = "é".repeat(100); // 200 bytes, 2 per char
+        let cut = close_reason(&long_multibyte);
+        assert_eq!(cut.len(), 122);
+        assert!(cut.chars().all(|c| c == 'é'));
+        assert_eq!(close_reason("short"), "short");
+        let reason = Violation::UnknownType("€".repeat(200)).reason();
+        assert!(reason.len() <= 123);
+    }
+
+    #[test]
+    fn envelope_has_contract_fields() {
+        let msg = ServerMessage::JobStarted {
+            total_count: 3,
+            estimated_duration_ms: None,
+        };
+        let v: Value = serde_json::from_str(&msg.encode("id", Pipeline::AiScan, 42)).unwrap();
+        assert_eq!(v["type"], "job_started");
+        assert_eq!(v["jobId"], "id");
+        assert_eq!(v["pipeline"], "ai_scan");
+        assert_eq!(v["timestamp"], 42);
+        assert_eq!(v["version"], "1.0.0");
+        assert_eq!(v["payload"]["type"], "job_started");
+        assert_eq!(v["payload"]["totalCount"], 3);
+        assert!(v["payload"].get("estimatedDuration").is_none());
+    }
+
+    #[test]
+    fn final_message_follows_the_ending() {
+        let mut state = JobState::new("j", Pipeline::CsvImport, 0, 0);
+        assert!(ServerMessage::final_for(&state).is_none());
+        state.start(1, 1).unwrap();
+        assert!(ServerMessage::final_for(&state).is_none());
+        let mut done = state.clone();
+        done.complete(json!({"totalProcessed": 1}), 2).unwrap();
+        let (msg, code) = ServerMessage::final_for(&done).unwrap();
+        assert_eq!(code, CloseCode::JobComplete);
+        assert_eq!(msg.unwrap().kind(), "job_complete");
+        let mut failed = state.clone();
+        failed
+            .fail(
+                JobError {
+                    code: "PROVIDER_ERROR".into(),
+                    message: "m".into(),
+                    retryable: true,
+                },
+                2,
+            )
+            .unwrap();
+        let (msg, code) = ServerMessage::final_for(&failed).unwrap();
+        assert_eq!(code, CloseCode::JobFailed);
+        let v: Value =
+            serde_json::from_str(&msg.unwrap().encode("j", Pipeline::CsvImport, 3)).unwrap();
+        assert_eq!(v["payload"]["retryable"], true);
+        let mut canceled = state;
+        canceled.cancel(2).unwrap();
+        assert_eq!(
+            ServerMessage::final_for(&canceled),
+            Some((None, CloseCode::JobCanceled))
+        );
+    }
+
+    #[test]
+    fn progress_and_reconnected_mirror_state() {
+        let mut s = JobState::new("j", Pipeline::BatchEnrichment, 0, 0);
+        s.start(4, 1).unwrap();
+        s.advance(1, Some("Dune".into()), 2).unwrap();
+        let v: Value =
+            serde_json::from_str(&ServerMessage::progress(&s).encode("j", s.pipeline, 3)).unwrap();
+        assert_eq!(v["payload"]["progress"], 0.25);
+        assert_eq!(v["payload"]["currentItem"], "Dune");
+        assert_eq!(v["payload"]["status"], "running");
+        let v: Value =
+            serde_json::from_str(&ServerMessage::reconnected(&s).encode("j", s.pipeline, 3))
+                .unwrap();
+        assert_eq!(v["payload"]["processedCount"], 1);
+        assert_eq!(v["payload"]["totalCount"], 4);
+        assert_eq!(v["payload"]["version"], s.version);
+        assert_eq!(v["payload"]["lastUpdate"], 2);
+    }
+}

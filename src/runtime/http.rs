@@ -1,0 +1,144 @@
+//! HTTP glue: envelope responses, CORS, bounded body reading, the clock and the env lookup.
+
+use crate::config::Config;
+use crate::envelope;
+use crate::error::ApiError;
+use crate::time::Millis;
+use futures::StreamExt;
+use serde::Serialize;
+use worker::{js_sys, wasm_bindgen::JsValue, Date, Env, Headers, Request, Response};
+
+pub fn now() -> Millis {
+    Date::now().as_millis()
+}
+
+/// Reads a var or secret as text; numbers written unquoted in wrangler.toml count too.
+pub fn env_text(env: &Env, name: &str) -> Option<String> {
+    let value = js_sys::Reflect::get(env.as_ref(), &JsValue::from_str(name)).ok()?;
+    value
+        .as_string()
+        .or_else(|| value.as_f64().map(|n| n.to_string()))
+}
+
+pub fn config(env: &Env) -> Config {
+    Config::from_lookup(|name| env_text(env, name))
+}
+
+fn json_response(status: u16, body: String, headers: Headers) -> Response {
+    // Setting a header on a fresh `Headers` only fails for invalid names, and these are
+    // constants.
+    let _ = headers.set("content-type", "application/json; charset=utf-8");
+    Response::from_bytes(body.into_bytes())
+        .map(|r| r.with_status(status).with_headers(headers))
+        .unwrap_or_else(|_| Response::empty().expect("an empty response can always be built"))
+}
+
+pub fn ok<T: Serialize>(status: u16, data: &T) -> Response {
+    json_response(status, envelope::success(data, now()), Headers::new())
+}
+
+/// The one place an [`ApiError`] becomes an HTTP response.
+pub fn error(err: &ApiError) -> Response {
+    let headers = Headers::new();
+    if let Some(secs) = err.retry_after_secs {
+        let _ = headers.set("retry-after", &secs.to_string());
+    }
+    if let Some(allow) = err.allow {
+        let _ = headers.set("allow", allow);
+    }
+    json_response(err.status(), envelope::failure(err, now()), headers)
+}
+
+pub fn result(outcome: Result<Response, ApiError>) -> Response {
+    outcome.unwrap_or_else(|err| error(&err))
+}
+
+/// Maps a runtime error from glue code to a 500 without exposing internals to the client.
+pub fn internal(context: &str, err: impl std::fmt::Display) -> ApiError {
+    worker::console_error!(
+        "{}",
+        crate::logline::line(
+            "internal_error",
+            now(),
+            serde_json::json!({"context": context, "error": err.to_string()})
+        )
+    );
+    ApiError::internal(format!("internal error while {context}"))
+}
+
+/// Adds CORS headers for `origin`; WebSocket upgrades (101) pass through untouched.
+pub fn with_cors(mut response: Response, config: &Config, origin: Option<&str>) -> Response {
+    if response.status_code() == 101 {
+        return response;
+    }
+    let headers = response.headers_mut();
+    if let Some(allowed) = config.cors_origin(origin) {
+        let _ = headers.set("access-control-allow-origin", &allowed);
+        if allowed != "*" {
+            let _ = headers.append("vary", "Origin");
+        }
+        let _ = headers.set("access-control-expose-headers", "Retry-After");
+    }
+    response
+}
+
+/// The 204 answer to a preflight.
+pub fn preflight(config: &Config, origin: Option<&str>) -> Response {
+    let headers = Headers::new();
+    let _ = headers.set("access-control-allow-methods", "GET, POST, OPTIONS");
+    let _ = headers.set(
+        "access-control-allow-headers",
+        "Authorization, Content-Type",
+    );
+    let _ = headers.set("access-control-max-age", "86400");
+    let response = Response::empty()
+        .map(|r| r.with_status(204).with_headers(headers))
+        .unwrap_or_else(|_| Response::empty().expect("an empty response can always be built"));
+    with_cors(response, config, origin)
+}
+
+pub fn header(req: &Request, name: &str) -> Option<String> {
+    req.headers().get(name).ok().flatten()
+}
+
+/// Reads a request body, refusing with 413 as soon as it passes `limit` bytes: a declared
+/// `Content-Length` over the limit is refused before reading, and a body without one is read
+/// as a stream and abandoned at the limit, never buffered whole.
+pub async fn read_body_limited(req: &mut Request, limit: usize) -> Result<Vec<u8>, ApiError> {
+    if let Some(declared) = header(req, "content-length") {
+        match declared.trim().parse::<u64>() {
+            Ok(n) if n > limit as u64 => return Err(ApiError::too_large(limit)),
+            Ok(_) => {}
+            Err(_) => return Err(ApiError::invalid("Content-Length is not a number")),
+        }
+    }
+    let mut body = Vec::new();
+    let Ok(mut stream) = req.stream() else {
+        // No body at all.
+        return Ok(body);
+    };
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| ApiError::invalid("the request body could not be read"))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::too_large(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The media type of a request, lowercased, without parameters.
+pub fn media_type(req: &Request) -> Option<String> {
+    header(req, "content-type").map(|ct| {
+        ct.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    })
+}
+
+/// Writes one structured log line.
+pub fn log(event: &str, fields: serde_json::Value) {
+    worker::console_log!("{}", crate::logline::line(event, now(), fields));
+}

@@ -1,0 +1,5 @@
+//! The thin glue between the Workers runtime and the domain modules; only here is `worker::` named.
+
+pub mod entry;
+pub mod http;
+pub mod job_object;

@@ -1,0 +1,253 @@
+//! When progress is written to storage (per-pipeline policy) and how often it is sent to sockets.
+
+use crate::job::Pipeline;
+use crate::time::Millis;
+use serde::{Deserialize, Serialize};
+
+/// Persist after this many unpersisted progress updates, or once the oldest of them is this
+/// old, whichever comes first (contract section 7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PersistPolicy {
+    pub every_updates: u32,
+    pub every_ms: Millis,
+}
+
+impl PersistPolicy {
+    pub fn for_pipeline(pipeline: Pipeline) -> Self {
+        match pipeline {
+            Pipeline::BatchEnrichment => Self {
+                every_updates: 5,
+                every_ms: 10_000,
+            },
+            Pipeline::CsvImport | Pipeline::AiScan => Self {
+                every_updates: 20,
+                every_ms: 30_000,
+            },
+        }
+    }
+}
+
+/// What to do with a progress update that was just recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PersistDecision {
+    Now,
+    /// Keep it in memory; a flush must run at this instant if nothing persists before.
+    FlushAt(Millis),
+}
+
+/// The throttle's counters. They are stored with the job state, in the same write, so an
+/// evicted object resumes with the same window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PersistThrottle {
+    /// Updates recorded since the last write.
+    pub pending: u32,
+    /// When the oldest pending update was recorded.
+    pub pending_since: Option<Millis>,
+    /// Progress writes made over the job's life; reported in logs and benchmarks.
+    pub writes: u64,
+}
+
+impl PersistThrottle {
+    pub fn record(&mut self, policy: PersistPolicy, now: Millis) -> PersistDecision {
+        self.pending += 1;
+        let since = *self.pending_since.get_or_insert(now);
+        let due = since + policy.every_ms;
+        if self.pending >= policy.every_updates || now >= due {
+            PersistDecision::Now
+        } else {
+            PersistDecision::FlushAt(due)
+        }
+    }
+
+    /// Call in the same write that persists the state: the window starts again.
+    pub fn persisted(&mut self) {
+        self.pending = 0;
+        self.pending_since = None;
+        self.writes += 1;
+    }
+
+    pub fn is_dirty(&self) -> bool {
+        self.pending > 0
+    }
+
+    /// When the pending updates must be flushed at the latest.
+    pub fn flush_due(&self, policy: PersistPolicy) -> Option<Millis> {
+        self.pending_since.map(|since| since + policy.every_ms)
+    }
+}
+
+/// Default spacing of `job_progress` messages: at most 10 a second, inside the contract's 20.
+pub const SOCKET_MIN_INTERVAL_MS: Millis = 100;
+
+/// Coalesces progress for sockets. An update goes out when `min_interval_ms` has passed since
+/// the last one; otherwise it is held. At the end of a chunk a held update is sent once half
+/// the interval has passed, so every chunk is reported while any two messages stay at least
+/// `min_interval_ms / 2` apart: with the default, never more than 20 in any second.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SocketCoalescer {
+    last_sent: Option<Millis>,
+    held: bool,
+}
+
+impl SocketCoalescer {
+    fn send_if(&mut self, spacing_ms: Millis, now: Millis) -> bool {
+        let ready = self.last_sent.is_none_or(|t| now >= t + spacing_ms);
+        if ready {
+            self.last_sent = Some(now);
+        }
+        self.held = !ready;
+        ready
+    }
+
+    /// True when this update should be sent now.
+    pub fn offer(&mut self, min_interval_ms: Millis, now: Millis) -> bool {
+        self.send_if(min_interval_ms, now)
+    }
+
+    /// At the end of a chunk: true when a held update should go now.
+    pub fn flush(&mut self, min_interval_ms: Millis, now: Millis) -> bool {
+        self.held && self.send_if(min_interval_ms / 2, now)
+    }
+
+    /// True when an update is waiting to be sent.
+    pub fn is_holding(&self) -> bool {
+        self.held
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pipeline_policies_are_the_contract_ones() {
+        let table = [
+            (Pipeline::BatchEnrichment, 5, 10_000),
+            (Pipeline::CsvImport, 20, 30_000),
+            (Pipeline::AiScan, 20, 30_000),
+        ];
+        for (p, n, ms) in table {
+            assert_eq!(
+                PersistPolicy::for_pipeline(p),
+                PersistPolicy {
+                    every_updates: n,
+                    every_ms: ms
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn persists_every_n_updates() {
+        let policy = PersistPolicy {
+            every_updates: 5,
+            every_ms: 10_000,
+        };
+        let mut t = PersistThrottle::default();
+        let mut writes = 0;
+        for i in 0..1_000u64 {
+            if t.record(policy, i) == PersistDecision::Now {
+                t.persisted();
+                writes += 1;
+            }
+        }
+        assert_eq!(writes, 200);
+        assert_eq!(t.writes, 200);
+    }
+
+    #[test]
+    fn persists_when_the_window_closes() {
+        let policy = PersistPolicy {
+            every_updates: 20,
+            every_ms: 30_000,
+        };
+        let mut t = PersistThrottle::default();
+        assert_eq!(t.record(policy, 1_000), PersistDecision::FlushAt(31_000));
+        assert_eq!(
+            t.record(policy, 20_000),
+            PersistDecision::FlushAt(31_000),
+            "window is anchored at the oldest update"
+        );
+        assert_eq!(t.flush_due(policy), Some(31_000));
+        assert_eq!(t.record(policy, 31_000), PersistDecision::Now);
+        t.persisted();
+        assert!(!t.is_dirty());
+        assert_eq!(t.flush_due(policy), None);
+        assert_eq!(t.record(policy, 40_000), PersistDecision::FlushAt(70_000));
+    }
+
+    #[test]
+    fn write_count_per_thousand_updates_is_the_policy_minimum() {
+        // Updates every 10 ms never hit the time bound, so writes = updates / N exactly.
+        for pipeline in [
+            Pipeline::CsvImport,
+            Pipeline::AiScan,
+            Pipeline::BatchEnrichment,
+        ] {
+            let policy = PersistPolicy::for_pipeline(pipeline);
+            let mut t = PersistThrottle::default();
+            for i in 0..1_000u64 {
+                if t.record(policy, i * 10) == PersistDecision::Now {
+                    t.persisted();
+                }
+            }
+            assert_eq!(
+                t.writes,
+                1_000 / u64::from(policy.every_updates),
+                "{pipeline:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn coalescer_limits_rate_and_flushes_held_updates() {
+        let mut c = SocketCoalescer::default();
+        assert!(c.offer(100, 0));
+        assert!(!c.offer(100, 10));
+        assert!(!c.offer(100, 99));
+        assert!(c.is_holding());
+        assert!(!c.flush(100, 49), "chunk end still keeps half the interval");
+        assert!(c.flush(100, 50));
+        assert!(!c.is_holding());
+        assert!(!c.flush(100, 500), "nothing held");
+        assert!(c.offer(100, 500));
+        assert!(!c.offer(100, 510));
+        assert!(c.flush(100, 560));
+    }
+
+    #[test]
+    fn coalescer_never_exceeds_its_rate() {
+        let mut c = SocketCoalescer::default();
+        let mut sent = Vec::new();
+        for now in 0..10_000u64 {
+            if c.offer(100, now) {
+                sent.push(now);
+            }
+        }
+        assert_eq!(sent.len(), 100);
+        assert!(sent.windows(2).all(|w| w[1] - w[0] >= 100));
+    }
+
+    #[test]
+    fn offers_and_chunk_flushes_together_stay_within_twenty_a_second() {
+        let mut c = SocketCoalescer::default();
+        let mut sent = Vec::new();
+        // An update every ms and a chunk end every 7 ms: the worst case for flushes.
+        for now in 0..5_000u64 {
+            if c.offer(SOCKET_MIN_INTERVAL_MS, now) {
+                sent.push(now);
+            }
+            if now % 7 == 6 && c.flush(SOCKET_MIN_INTERVAL_MS, now) {
+                sent.push(now);
+            }
+        }
+        for (i, &t) in sent.iter().enumerate() {
+            let in_window = sent[i..].iter().take_while(|&&u| u < t + 1_000).count();
+            assert!(
+                in_window <= 20,
+                "{in_window} messages in the second from {t}"
+            );
+        }
+    }
+}
