@@ -17,6 +17,11 @@
 //! - [`schedule`]: the persisted task set behind a job's single alarm.
 //! - [`throttle`]: when progress is persisted and how often it is sent.
 //! - [`logline`]: structured, credential-free log lines.
+//! - [`isbn`]: ISBN-10/13 validation and conversion, shared by every pipeline.
+//! - [`csv_import`]: resumable CSV parsing and the mapping of export formats to books.
+//! - [`scan`]: image type detection, Gemini requests and responses, scan results.
+//! - [`enrich`]: Google Books and Open Library queries, parsing and match scoring.
+//! - [`multipart`]: multipart/form-data bodies.
 //! - [`time`], [`base64`]: small helpers that would not justify a crate.
 //!
 //! Glue:
@@ -24,13 +29,18 @@
 
 pub mod base64;
 pub mod config;
+pub mod csv_import;
+pub mod enrich;
 pub mod envelope;
 pub mod error;
 pub mod ids;
+pub mod isbn;
 pub mod job;
 pub mod logline;
+pub mod multipart;
 pub mod protocol;
 pub mod routes;
+pub mod scan;
 pub mod schedule;
 pub mod throttle;
 pub mod time;

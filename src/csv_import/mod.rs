@@ -1,0 +1,1 @@
+//! CSV import: streaming, resumable parsing of Goodreads/StoryGraph/LibraryThing/plain exports.

@@ -1,0 +1,1 @@
+//! Batch enrichment: Google Books and Open Library queries, response parsing and match scoring.

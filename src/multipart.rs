@@ -1,0 +1,1 @@
+//! A small multipart/form-data parser over an in-memory body.

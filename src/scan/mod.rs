@@ -1,0 +1,1 @@
+//! AI bookshelf scan: image type detection, Gemini request building and response parsing.
