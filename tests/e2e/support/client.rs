@@ -1,0 +1,291 @@
+//! Real HTTP and WebSocket clients for the tests, with helpers that wait on events, not time.
+
+use super::wrangler::Worker;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// Generous upper bound for any single awaited event; tests fail rather than hang.
+pub const EVENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap()
+}
+
+/// An HTTP answer with its parsed JSON envelope.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Answer {
+    pub async fn from(resp: reqwest::Response) -> Answer {
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Answer {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    pub fn data(&self) -> &Value {
+        &self.body["data"]
+    }
+
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Checks the contract's envelope: data or error (never both), and a timestamp.
+    pub fn assert_envelope(&self) {
+        assert!(self.body.is_object(), "not a JSON envelope: {}", self.text);
+        let ts = self.body["metadata"]["timestamp"].as_str().unwrap_or("");
+        assert!(
+            ts.ends_with('Z') && ts.len() >= 20,
+            "timestamp {ts:?} in {}",
+            self.text
+        );
+        match self.body.get("error") {
+            Some(err) => {
+                assert!(
+                    self.body["data"].is_null(),
+                    "error with data: {}",
+                    self.text
+                );
+                assert!(
+                    err["code"].is_string() && err["message"].is_string(),
+                    "{}",
+                    self.text
+                );
+            }
+            None => assert!(
+                self.status < 400,
+                "error status without error: {}",
+                self.text
+            ),
+        }
+    }
+
+    /// Asserts an error envelope with this status and code.
+    pub fn assert_error(&self, status: u16, code: &str) {
+        self.assert_envelope();
+        assert_eq!((self.status, self.code()), (status, code), "{}", self.text);
+    }
+}
+
+pub async fn get(worker: &Worker, path: &str, token: Option<&str>) -> Answer {
+    let mut req = http().get(worker.url(path));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    Answer::from(req.send().await.unwrap()).await
+}
+
+pub async fn post_json(worker: &Worker, path: &str, body: &Value, token: Option<&str>) -> Answer {
+    let mut req = http().post(worker.url(path)).json(body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    Answer::from(req.send().await.unwrap()).await
+}
+
+/// A job as its creation route described it.
+#[derive(Debug, Clone)]
+pub struct Created {
+    pub job_id: String,
+    pub token: String,
+    pub websocket_url: String,
+    pub pipeline: String,
+}
+
+impl Created {
+    pub fn from_answer(answer: &Answer) -> Created {
+        assert_eq!(answer.status, 202, "creation failed: {}", answer.text);
+        answer.assert_envelope();
+        let d = answer.data();
+        assert!(d["expiresIn"].as_u64().is_some(), "{}", answer.text);
+        Created {
+            job_id: d["jobId"].as_str().unwrap().to_string(),
+            token: d["token"].as_str().unwrap().to_string(),
+            websocket_url: d["websocketUrl"].as_str().unwrap().to_string(),
+            pipeline: d["pipeline"].as_str().unwrap().to_string(),
+        }
+    }
+}
+
+/// Creates a synthetic job (`POST /api/test/jobs`).
+pub async fn synthetic(worker: &Worker, spec: Value) -> Created {
+    Created::from_answer(&post_json(worker, "/api/test/jobs", &spec, None).await)
+}
+
+pub async fn job_state(worker: &Worker, job: &Created) -> Value {
+    let answer = get(
+        worker,
+        &format!("/api/job-state/{}", job.job_id),
+        Some(&job.token),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    answer.data().clone()
+}
+
+/// Polls job state until `done` holds; for checks where no socket event exists to wait on.
+pub async fn state_until(
+    worker: &Worker,
+    job: &Created,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
+    loop {
+        let state = job_state(worker, job).await;
+        if done(&state) {
+            return state;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}; last state {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+type Stream = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A client socket with helpers to wait for typed messages and the close.
+pub struct Socket {
+    stream: Stream,
+    pub received: Vec<Value>,
+}
+
+/// How a socket ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Closed {
+    pub code: u16,
+    pub reason: String,
+}
+
+impl Socket {
+    pub async fn connect(worker: &Worker, job: &Created) -> Socket {
+        Self::connect_path(worker, &job.websocket_url)
+            .await
+            .expect("upgrade refused")
+    }
+
+    pub async fn connect_path(worker: &Worker, path_and_query: &str) -> Result<Socket, u16> {
+        let url = format!("{}{path_and_query}", worker.ws_base());
+        match tokio_tungstenite::connect_async(url).await {
+            Ok((stream, _)) => Ok(Socket {
+                stream,
+                received: Vec::new(),
+            }),
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
+            Err(e) => panic!("connect failed: {e}"),
+        }
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.stream.send(Message::text(text)).await.unwrap();
+    }
+
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) {
+        self.stream.send(Message::binary(bytes)).await.unwrap();
+    }
+
+    pub async fn ready(&mut self) {
+        self.send_text(r#"{"type":"ready"}"#).await;
+    }
+
+    /// The next text message as JSON, or the close if the socket ended first.
+    pub async fn next(&mut self) -> Result<Value, Closed> {
+        loop {
+            let frame = tokio::time::timeout(EVENT_TIMEOUT, self.stream.next())
+                .await
+                .expect("timed out waiting for a socket message");
+            match frame {
+                Some(Ok(Message::Text(text))) => {
+                    let value: Value =
+                        serde_json::from_str(&text).unwrap_or(json!({ "raw": text.to_string() }));
+                    self.received.push(value.clone());
+                    return Ok(value);
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    return Err(frame
+                        .map(|f| Closed {
+                            code: u16::from(f.code),
+                            reason: f.reason.to_string(),
+                        })
+                        .unwrap_or(Closed {
+                            code: u16::from(CloseCode::Status),
+                            reason: String::new(),
+                        }));
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => {
+                    return Err(Closed {
+                        code: 1006,
+                        reason: e.to_string(),
+                    })
+                }
+                None => {
+                    return Err(Closed {
+                        code: 1006,
+                        reason: "stream ended".into(),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Reads until a message of `kind`, returning it; panics if the socket closes first.
+    pub async fn until(&mut self, kind: &str) -> Value {
+        loop {
+            match self.next().await {
+                Ok(msg) if msg["type"] == kind => return msg,
+                Ok(_) => continue,
+                Err(closed) => panic!(
+                    "socket closed ({closed:?}) before {kind}; got {:?}",
+                    self.kinds()
+                ),
+            }
+        }
+    }
+
+    /// Reads everything up to the close and returns it.
+    pub async fn until_closed(&mut self) -> Closed {
+        loop {
+            if let Err(closed) = self.next().await {
+                return closed;
+            }
+        }
+    }
+
+    pub fn kinds(&self) -> Vec<String> {
+        self.received
+            .iter()
+            .map(|m| m["type"].as_str().unwrap_or("?").to_string())
+            .collect()
+    }
+
+    pub fn of_kind(&self, kind: &str) -> Vec<&Value> {
+        self.received.iter().filter(|m| m["type"] == kind).collect()
+    }
+}

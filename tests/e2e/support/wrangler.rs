@@ -1,0 +1,309 @@
+//! Starts and stops the real worker under `wrangler dev` (workerd) on a free loopback port.
+
+use std::fs::File;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, Once, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Where the harness keeps worker state directories and logs.
+fn scratch_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join("e2e")
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The Node and wrangler that `scripts/setup` chose.
+struct Tools {
+    node: String,
+    wrangler_js: String,
+}
+
+/// Sets up and builds the worker once per test process.
+fn tools() -> &'static Tools {
+    static TOOLS: OnceLock<Tools> = OnceLock::new();
+    TOOLS.get_or_init(|| {
+        for script in ["scripts/setup", "scripts/build"] {
+            let status = Command::new("bash")
+                .arg(script)
+                .current_dir(repo_root())
+                .status()
+                .unwrap_or_else(|e| panic!("running {script}: {e}"));
+            assert!(status.success(), "{script} failed");
+        }
+        let env = std::fs::read_to_string(repo_root().join(".tools/env")).expect(".tools/env");
+        let var = |name: &str| {
+            env.lines()
+                .find_map(|l| l.strip_prefix(&format!("export {name}=")))
+                .map(|v| v.trim_matches('"').to_string())
+                .unwrap_or_else(|| panic!("{name} missing from .tools/env"))
+        };
+        Tools {
+            node: var("NODE_BIN"),
+            wrangler_js: var("WRANGLER_JS"),
+        }
+    })
+}
+
+/// Process groups started by this test process; killed at exit whatever happened.
+static LIVE_GROUPS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+
+extern "C" fn kill_live_groups() {
+    if let Ok(groups) = LIVE_GROUPS.lock() {
+        for pgid in groups.iter() {
+            unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        }
+    }
+}
+
+fn register(pgid: i32) {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| unsafe {
+        libc::atexit(kill_live_groups);
+    });
+    LIVE_GROUPS.lock().unwrap().push(pgid);
+}
+
+fn unregister(pgid: i32) {
+    LIVE_GROUPS.lock().unwrap().retain(|g| *g != pgid);
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// How to start a worker.
+#[derive(Clone, Default)]
+pub struct WorkerOptions {
+    /// `--var NAME:VALUE` overrides (contract section 7).
+    pub vars: Vec<(String, String)>,
+    /// Reuse a state directory (restart tests); a fresh one when `None`.
+    pub persist_to: Option<PathBuf>,
+}
+
+impl WorkerOptions {
+    pub fn var(mut self, name: &str, value: impl ToString) -> Self {
+        self.vars.retain(|(n, _)| n != name);
+        self.vars.push((name.to_string(), value.to_string()));
+        self
+    }
+}
+
+/// A running `wrangler dev`, stopped (its whole process group) when dropped.
+pub struct Worker {
+    pub base: String,
+    pub port: u16,
+    pub state_dir: PathBuf,
+    pub log_path: PathBuf,
+    options: WorkerOptions,
+    pgid: Option<i32>,
+    starts: u32,
+}
+
+impl Worker {
+    pub async fn start(options: WorkerOptions) -> Worker {
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let n = SEQ.fetch_add(1, Ordering::SeqCst);
+        let dir = scratch_root().join(format!("w{}-{n}", std::process::id()));
+        let state_dir = options
+            .persist_to
+            .clone()
+            .unwrap_or_else(|| dir.join("state"));
+        std::fs::create_dir_all(&state_dir).unwrap();
+        let mut worker = Worker {
+            base: String::new(),
+            port: 0,
+            log_path: dir.join("wrangler.log"),
+            state_dir,
+            options,
+            pgid: None,
+            starts: 0,
+        };
+        worker.launch().await;
+        worker
+    }
+
+    async fn launch(&mut self) {
+        let tools = tools();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            // Ports can be taken between choosing and binding; a failed start tries anew.
+            self.port = free_port();
+            self.base = format!("http://127.0.0.1:{}", self.port);
+            self.starts += 1;
+            std::fs::create_dir_all(self.log_path.parent().unwrap()).unwrap();
+            let log = File::options()
+                .create(true)
+                .append(true)
+                .open(&self.log_path)
+                .unwrap();
+            let mut cmd = Command::new(&tools.node);
+            cmd.arg(&tools.wrangler_js)
+                .args(["dev", "--ip", "127.0.0.1", "--port", &self.port.to_string()])
+                .args(["--inspector-port", &free_port().to_string()])
+                .arg("--persist-to")
+                .arg(&self.state_dir)
+                .arg("--show-interactive-dev-session=false");
+            for (name, value) in &self.options.vars {
+                cmd.args(["--var", &format!("{name}:{value}")]);
+            }
+            cmd.current_dir(repo_root())
+                .env("WRANGLER_SEND_METRICS", "false")
+                .env("NO_COLOR", "1")
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .process_group(0);
+            let child = cmd.spawn().expect("spawning wrangler dev");
+            let pgid = child.id() as i32;
+            register(pgid);
+            self.pgid = Some(pgid);
+            // Dropping a `Child` neither kills nor waits; the group is stopped and the leader
+            // reaped by pid in `stop_group`.
+            drop(child);
+            match self.wait_healthy(Duration::from_secs(60)).await {
+                Ok(()) => return,
+                Err(why) => {
+                    self.stop_group(libc::SIGKILL);
+                    assert!(
+                        Instant::now() < deadline,
+                        "worker did not start: {why}\n{}",
+                        self.log_tail(60)
+                    );
+                }
+            }
+        }
+    }
+
+    async fn wait_healthy(&self, limit: Duration) -> Result<(), String> {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + limit;
+        let mut delay = Duration::from_millis(50);
+        loop {
+            if let Ok(resp) = client.get(format!("{}/health", self.base)).send().await {
+                if resp.status().is_success() {
+                    return Ok(());
+                }
+            }
+            if let Some(pgid) = self.pgid {
+                // Signal 0 only probes: the group leader died if it fails.
+                if unsafe { libc::kill(pgid, 0) } != 0 {
+                    return Err("wrangler exited".into());
+                }
+            }
+            if Instant::now() > deadline {
+                return Err("timed out waiting for /health".into());
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    fn stop_group(&mut self, signal: i32) {
+        if let Some(pgid) = self.pgid.take() {
+            unsafe { libc::kill(-pgid, signal) };
+            // Reap the leader so it does not linger as a zombie.
+            let mut status = 0;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while unsafe { libc::waitpid(pgid, &mut status, libc::WNOHANG) } == 0
+                && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if signal != libc::SIGKILL {
+                unsafe { libc::kill(-pgid, libc::SIGKILL) };
+            }
+            unregister(pgid);
+        }
+    }
+
+    /// Kills the whole process group abruptly, as a crash or an eviction would.
+    pub fn kill(&mut self) {
+        self.stop_group(libc::SIGKILL);
+    }
+
+    /// Kills the worker and starts it again on the same state directory (and a new port).
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.launch().await;
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = self.log();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// Structured log lines (one JSON object each) that the worker printed.
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        self.log()
+            .lines()
+            .filter_map(|l| l.find("{\"").map(|i| &l[i..]))
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v.get("event").is_some())
+            .collect()
+    }
+
+    /// Waits until the worker has logged an event matching `pred` and returns it. Log lines
+    /// reach the file through wrangler a little after the client sees the effect, so tests
+    /// that read logs wait for the line they need rather than reading once.
+    pub async fn wait_event(
+        &self,
+        what: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(found) = self.events().into_iter().find(|e| pred(e)) {
+                return found;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "worker never logged {what}\n{}",
+                self.log_tail(40)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits for a job's final log line (`job.completed`, `job.failed` or `job.canceled`); every
+    /// line the job logged before it is in the file by then.
+    pub async fn job_logged_end(&self, job_id: &str) -> serde_json::Value {
+        self.wait_event("the job's end", |e| {
+            e["jobId"] == job_id
+                && matches!(
+                    e["event"].as_str(),
+                    Some("job.completed" | "job.failed" | "job.canceled")
+                )
+        })
+        .await
+    }
+
+    pub fn ws_base(&self) -> String {
+        self.base.replacen("http://", "ws://", 1)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.stop_group(libc::SIGTERM);
+    }
+}
