@@ -4,7 +4,10 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IsbnCheck {
     /// A valid ISBN: always its ISBN-13, and the ISBN-10 when one exists (978- prefix).
-    Valid { isbn13: String, isbn10: Option<String> },
+    Valid {
+        isbn13: String,
+        isbn10: Option<String>,
+    },
     /// ISBN-shaped (10 or 13 digits, final X allowed on 10) but the checksum fails.
     BadChecksum { normalized: String },
     /// Not ISBN-shaped at all (an ASIN, a UID, free text, or empty).
@@ -21,7 +24,9 @@ pub fn normalize(raw: &str) -> String {
 
 fn is_isbn10_shape(s: &str) -> bool {
     let b = s.as_bytes();
-    b.len() == 10 && b[..9].iter().all(u8::is_ascii_digit) && (b[9].is_ascii_digit() || b[9] == b'X')
+    b.len() == 10
+        && b[..9].iter().all(u8::is_ascii_digit)
+        && (b[9].is_ascii_digit() || b[9] == b'X')
 }
 
 fn is_isbn13_shape(s: &str) -> bool {
@@ -44,32 +49,46 @@ pub fn is_valid_isbn10(s: &str) -> bool {
             value * (10 - i as u32)
         })
         .sum();
-    sum % 11 == 0
+    sum.is_multiple_of(11)
 }
 
 pub fn is_valid_isbn13(s: &str) -> bool {
     if !is_isbn13_shape(s) {
         return false;
     }
-    let sum: u32 =
-        s.bytes().enumerate().map(|(i, b)| digit(b) * if i % 2 == 0 { 1 } else { 3 }).sum();
-    sum % 10 == 0
+    let sum: u32 = s
+        .bytes()
+        .enumerate()
+        .map(|(i, b)| digit(b) * if i % 2 == 0 { 1 } else { 3 })
+        .sum();
+    sum.is_multiple_of(10)
 }
 
 /// ISBN-13 of a valid ISBN-10 (978 prefix, recomputed check digit).
 pub fn isbn10_to_13(isbn10: &str) -> String {
     let stem = format!("978{}", &isbn10[..9]);
-    let sum: u32 =
-        stem.bytes().enumerate().map(|(i, b)| digit(b) * if i % 2 == 0 { 1 } else { 3 }).sum();
+    let sum: u32 = stem
+        .bytes()
+        .enumerate()
+        .map(|(i, b)| digit(b) * if i % 2 == 0 { 1 } else { 3 })
+        .sum();
     format!("{stem}{}", (10 - sum % 10) % 10)
 }
 
 /// ISBN-10 of a valid ISBN-13, which exists only for the 978 prefix.
 pub fn isbn13_to_10(isbn13: &str) -> Option<String> {
     let body = isbn13.strip_prefix("978")?.get(..9)?;
-    let sum: u32 = body.bytes().enumerate().map(|(i, b)| digit(b) * (10 - i as u32)).sum();
+    let sum: u32 = body
+        .bytes()
+        .enumerate()
+        .map(|(i, b)| digit(b) * (10 - i as u32))
+        .sum();
     let check = (11 - sum % 11) % 11;
-    let check = if check == 10 { 'X' } else { char::from_digit(check, 10)? };
+    let check = if check == 10 {
+        'X'
+    } else {
+        char::from_digit(check, 10)?
+    };
     Some(format!("{body}{check}"))
 }
 
@@ -85,7 +104,10 @@ pub fn classify(raw: &str) -> IsbnCheck {
         }
     } else if is_isbn10_shape(&s) {
         if is_valid_isbn10(&s) {
-            IsbnCheck::Valid { isbn13: isbn10_to_13(&s), isbn10: Some(s) }
+            IsbnCheck::Valid {
+                isbn13: isbn10_to_13(&s),
+                isbn10: Some(s),
+            }
         } else {
             IsbnCheck::BadChecksum { normalized: s }
         }
@@ -99,7 +121,10 @@ mod tests {
     use super::*;
 
     fn valid(isbn13: &str, isbn10: Option<&str>) -> IsbnCheck {
-        IsbnCheck::Valid { isbn13: isbn13.into(), isbn10: isbn10.map(Into::into) }
+        IsbnCheck::Valid {
+            isbn13: isbn13.into(),
+            isbn10: isbn10.map(Into::into),
+        }
     }
 
     #[test]
@@ -108,12 +133,25 @@ mod tests {
             ("0441013597", valid("9780441013593", Some("0441013597"))),
             ("0-441-01359-7", valid("9780441013593", Some("0441013597"))),
             ("9780441013593", valid("9780441013593", Some("0441013597"))),
-            ("978-0-441-01359-3", valid("9780441013593", Some("0441013597"))),
+            (
+                "978-0-441-01359-3",
+                valid("9780441013593", Some("0441013597")),
+            ),
             ("080442957X", valid("9780804429573", Some("080442957X"))),
             ("080442957x", valid("9780804429573", Some("080442957X"))),
             ("9791032305690", valid("9791032305690", None)),
-            ("0441013598", IsbnCheck::BadChecksum { normalized: "0441013598".into() }),
-            ("9780441013594", IsbnCheck::BadChecksum { normalized: "9780441013594".into() }),
+            (
+                "0441013598",
+                IsbnCheck::BadChecksum {
+                    normalized: "0441013598".into(),
+                },
+            ),
+            (
+                "9780441013594",
+                IsbnCheck::BadChecksum {
+                    normalized: "9780441013594".into(),
+                },
+            ),
             ("B08ZYQT962", IsbnCheck::NotIsbn),
             ("12345", IsbnCheck::NotIsbn),
             ("", IsbnCheck::NotIsbn),
@@ -128,7 +166,13 @@ mod tests {
 
     #[test]
     fn conversions_round_trip_on_valid_isbn10s() {
-        for isbn10 in ["0441013597", "080442957X", "0306406152", "0131103628", "1566199093"] {
+        for isbn10 in [
+            "0441013597",
+            "080442957X",
+            "0306406152",
+            "0131103628",
+            "1566199093",
+        ] {
             assert!(is_valid_isbn10(isbn10), "{isbn10}");
             let isbn13 = isbn10_to_13(isbn10);
             assert!(is_valid_isbn13(&isbn13), "{isbn13}");

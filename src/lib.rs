@@ -13,9 +13,13 @@
 //! - [`config`]: wrangler vars and secrets, with the contract's defaults.
 //! - [`ids`], [`token`]: job ids; token issuing, hashing, expiry and refresh rules.
 //! - [`job`]: the job state machine and its versioning.
+//! - [`jobcore`]: a job's persisted core and the rules every event applies to it.
 //! - [`protocol`]: WebSocket messages, client message parsing, close codes.
 //! - [`schedule`]: the persisted task set behind a job's single alarm.
 //! - [`throttle`]: when progress is persisted and how often it is sent.
+//! - [`work`]: the per-pipeline progress persisted beside the core.
+//! - [`synthetic`]: a test-only job kind that processes N items at a chosen pace.
+//! - [`internal`]: the Worker-to-object creation message.
 //! - [`logline`]: structured, credential-free log lines.
 //! - [`isbn`]: ISBN-10/13 validation and conversion, shared by every pipeline.
 //! - [`csv_import`]: resumable CSV parsing and the mapping of export formats to books.
@@ -34,17 +38,21 @@ pub mod enrich;
 pub mod envelope;
 pub mod error;
 pub mod ids;
+pub mod internal;
 pub mod isbn;
 pub mod job;
+pub mod jobcore;
 pub mod logline;
 pub mod multipart;
 pub mod protocol;
 pub mod routes;
 pub mod scan;
 pub mod schedule;
+pub mod synthetic;
 pub mod throttle;
 pub mod time;
 pub mod token;
+pub mod work;
 
 pub mod runtime;
 

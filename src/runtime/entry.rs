@@ -1,10 +1,22 @@
-//! The Worker's fetch entry point: resolve the route, answer or forward to the job's object.
+//! The Worker's fetch entry point: resolve the route, validate what can be validated without
+//! state, and forward to the job's Durable Object.
 
-use crate::error::ApiError;
+use crate::config::Config;
+use crate::error::{ApiError, ErrorCode};
+use crate::ids::{new_job_id, parse_job_id};
+use crate::internal::{self, Blob, CreateJob};
 use crate::routes::{self, Resolved, Route};
 use crate::runtime::http;
+use crate::runtime::job_object::stub_for;
+use crate::synthetic;
+use crate::work::Work;
+use serde::Deserialize;
 use serde_json::json;
-use worker::{event, Context, Env, Request, Response};
+use worker::js_sys::Uint8Array;
+use worker::{event, Context, Env, Headers, Method, Request, RequestInit, Response};
+
+/// Bodies of the small JSON routes (refresh, cancel by body, synthetic jobs).
+const SMALL_JSON_LIMIT: usize = 16 * 1024;
 
 #[event(start)]
 fn start() {
@@ -17,18 +29,196 @@ pub async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
     let origin = http::header(&req, "origin");
     let response = match routes::resolve(req.method().as_ref(), &req.path()) {
         Ok(Resolved::Preflight) => return Ok(http::preflight(&config, origin.as_deref())),
-        Ok(Resolved::Route(route)) => http::result(dispatch(route, req, &env).await),
+        Ok(Resolved::Route(route)) => http::result(dispatch(route, req, &env, &config).await),
         Err(err) => http::error(&err),
     };
     Ok(http::with_cors(response, &config, origin.as_deref()))
 }
 
-async fn dispatch(route: Route, _req: Request, _env: &Env) -> Result<Response, ApiError> {
+async fn dispatch(
+    route: Route,
+    mut req: Request,
+    env: &Env,
+    config: &Config,
+) -> Result<Response, ApiError> {
     match route {
         Route::Health => Ok(http::ok(
             200,
             &json!({ "status": "ok", "version": crate::VERSION, "commit": crate::COMMIT }),
         )),
-        _ => Err(ApiError::not_found("this endpoint is not available yet")),
+        Route::CreateSyntheticJob => {
+            if !config.enable_test_routes {
+                return Err(ApiError::not_found("no route for /api/test/jobs"));
+            }
+            let body = http::read_body_limited(&mut req, SMALL_JSON_LIMIT).await?;
+            let (spec, proposed) = synthetic::parse_spec(&body)?;
+            let create = CreateJob {
+                job_id: proposed.unwrap_or_else(fresh_job_id),
+                pipeline: spec.pipeline,
+                total_count: spec.items,
+                work: Work::Synthetic(spec),
+                blobs: Vec::new(),
+            };
+            create_job(env, create, &[]).await
+        }
+        Route::CreateCsvImport
+        | Route::CreateScan
+        | Route::CreateScanBatch
+        | Route::CreateEnrichment => Err(ApiError::not_found("this pipeline is not available yet")),
+        Route::JobState { job_id } => {
+            let job_id = valid_job_id(&job_id)?;
+            forward(env, &job_id, Method::Get, "/internal/state", &req, None).await
+        }
+        Route::TokenRefresh => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct Body {
+                job_id: Option<String>,
+                old_token: Option<String>,
+            }
+            let raw = http::read_body_limited(&mut req, SMALL_JSON_LIMIT).await?;
+            let body: Body = serde_json::from_slice(&raw)
+                .map_err(|_| ApiError::invalid("body must be JSON {jobId, oldToken}"))?;
+            let job_id = valid_job_id(body.job_id.as_deref().unwrap_or(""))?;
+            let old_token = body
+                .old_token
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| ApiError::auth("missing oldToken"))?;
+            let forwarded =
+                serde_json::to_vec(&json!({ "oldToken": old_token })).unwrap_or_default();
+            forward(
+                env,
+                &job_id,
+                Method::Post,
+                "/internal/refresh",
+                &req,
+                Some(forwarded),
+            )
+            .await
+        }
+        Route::CancelById { job_id } => {
+            let job_id = valid_job_id(&job_id)?;
+            forward(env, &job_id, Method::Post, "/internal/cancel", &req, None).await
+        }
+        Route::CancelByBody => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct Body {
+                job_id: Option<String>,
+            }
+            let raw = http::read_body_limited(&mut req, SMALL_JSON_LIMIT).await?;
+            let body: Body = serde_json::from_slice(&raw)
+                .map_err(|_| ApiError::invalid("body must be JSON {jobId}"))?;
+            let job_id = valid_job_id(body.job_id.as_deref().unwrap_or(""))?;
+            forward(env, &job_id, Method::Post, "/internal/cancel", &req, None).await
+        }
+        Route::Results { pipeline, job_id } => {
+            let job_id = valid_job_id(&job_id)?;
+            let path = format!("/internal/results/{}", pipeline.results_segment());
+            forward(env, &job_id, Method::Get, &path, &req, None).await
+        }
+        Route::ProgressSocket => upgrade(env, req).await,
     }
+}
+
+fn valid_job_id(raw: &str) -> Result<String, ApiError> {
+    parse_job_id(raw).ok_or_else(|| {
+        ApiError::invalid("jobId must be a UUID like 0b7c8f0e-4d3b-4e44-9a4e-1f2a3b4c5d6e")
+            .with_details(json!({ "field": "jobId" }))
+    })
+}
+
+pub fn fresh_job_id() -> String {
+    let mut random = [0u8; 16];
+    // Workers always provide crypto.getRandomValues; without it nothing here could work.
+    let _ = getrandom::fill(&mut random);
+    new_job_id(random)
+}
+
+/// Sends a creation to the job's object, with its inputs stored under the given blobs.
+pub async fn create_job(env: &Env, create: CreateJob, data: &[u8]) -> Result<Response, ApiError> {
+    debug_assert_eq!(
+        create.blobs.iter().map(|b| b.len).sum::<usize>(),
+        data.len()
+    );
+    let job_id = create.job_id.clone();
+    let body = internal::encode(&create, data);
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post)
+        .with_body(Some(Uint8Array::from(body.as_slice()).into()));
+    let request = Request::new_with_init("https://job.internal/internal/create", &init)
+        .map_err(|e| http::internal("building a create request", e))?;
+    stub_for(env, &job_id)?
+        .fetch_with_request(request)
+        .await
+        .map_err(|e| http::internal("creating the job", e))
+}
+
+/// Names the slices a pipeline input is stored in.
+pub fn blobs_for(prefix: &str, len: usize) -> Vec<Blob> {
+    internal::slices(prefix, len)
+        .into_iter()
+        .map(|(key, range)| Blob {
+            key,
+            len: range.len(),
+        })
+        .collect()
+}
+
+/// Forwards a request about an existing job, carrying its Authorization header only: a
+/// token in the query string of these routes is ignored (contract section 4).
+async fn forward(
+    env: &Env,
+    job_id: &str,
+    method: Method,
+    path: &str,
+    req: &Request,
+    body: Option<Vec<u8>>,
+) -> Result<Response, ApiError> {
+    let headers = Headers::new();
+    if let Some(auth) = http::header(req, "authorization") {
+        let _ = headers.set("authorization", &auth);
+    }
+    let mut init = RequestInit::new();
+    if let Some(body) = body {
+        let _ = headers.set("content-type", "application/json");
+        init.with_body(Some(Uint8Array::from(body.as_slice()).into()));
+    }
+    init.with_method(method).with_headers(headers);
+    let request = Request::new_with_init(&format!("https://job.internal{path}"), &init)
+        .map_err(|e| http::internal("building a job request", e))?;
+    stub_for(env, job_id)?
+        .fetch_with_request(request)
+        .await
+        .map_err(|e| http::internal("asking the job object", e))
+}
+
+/// `GET /ws/progress`: the stateless checks happen here, in the contract's order (426, then
+/// 400); the object answers 404/401 and accepts the socket.
+async fn upgrade(env: &Env, req: Request) -> Result<Response, ApiError> {
+    if !http::header(&req, "upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
+        return Err(ApiError::new(
+            ErrorCode::UpgradeRequired,
+            "this route needs Upgrade: websocket",
+        ));
+    }
+    let url = req
+        .url()
+        .map_err(|e| http::internal("reading the URL", e))?;
+    let job_id = url
+        .query_pairs()
+        .find(|(k, _)| k == "jobId")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    let job_id = valid_job_id(&job_id)?;
+    let started = http::now();
+    let response = stub_for(env, &job_id)?
+        .fetch_with_request(req)
+        .await
+        .map_err(|e| http::internal("upgrading through the job object", e))?;
+    http::log(
+        "socket.upgrade",
+        json!({ "jobId": job_id, "status": response.status_code(), "ms": http::now().saturating_sub(started) }),
+    );
+    Ok(response)
 }

@@ -3,3 +3,5 @@
 pub mod entry;
 pub mod http;
 pub mod job_object;
+pub mod pipelines;
+pub mod store;

@@ -1,0 +1,123 @@
+//! The Worker-to-object creation message: a JSON header framed with the job's binary inputs.
+
+use crate::job::Pipeline;
+use crate::work::Work;
+use serde::{Deserialize, Serialize};
+use std::ops::Range;
+
+/// Storage values stay well under the 2 MB key+value limit of SQLite-backed objects.
+pub const SLICE_BYTES: usize = 1024 * 1024;
+
+/// A named byte range of the creation body, stored under `key`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Blob {
+    pub key: String,
+    pub len: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateJob {
+    pub job_id: String,
+    pub pipeline: Pipeline,
+    pub total_count: u64,
+    pub work: Work,
+    pub blobs: Vec<Blob>,
+}
+
+/// Splits `len` bytes into storage slices named `<prefix><n>`.
+pub fn slices(prefix: &str, len: usize) -> Vec<(String, Range<usize>)> {
+    (0..len.div_ceil(SLICE_BYTES))
+        .map(|n| {
+            let start = n * SLICE_BYTES;
+            (
+                format!("{prefix}{n}"),
+                start..(start + SLICE_BYTES).min(len),
+            )
+        })
+        .collect()
+}
+
+/// `[u32 big-endian header length][header JSON][blob bytes...]`.
+pub fn encode(create: &CreateJob, data: &[u8]) -> Vec<u8> {
+    let header = serde_json::to_vec(create).unwrap_or_default();
+    let mut out = Vec::with_capacity(4 + header.len() + data.len());
+    out.extend_from_slice(&(header.len() as u32).to_be_bytes());
+    out.extend_from_slice(&header);
+    out.extend_from_slice(data);
+    out
+}
+
+/// The inverse of [`encode`]; also checks that the blobs add up to the data.
+pub fn decode(body: &[u8]) -> Result<(CreateJob, &[u8]), String> {
+    let len_bytes: [u8; 4] = body
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .ok_or("short body")?;
+    let header_len = u32::from_be_bytes(len_bytes) as usize;
+    let header = body.get(4..4 + header_len).ok_or("truncated header")?;
+    let create: CreateJob = serde_json::from_slice(header).map_err(|e| e.to_string())?;
+    let data = &body[4 + header_len..];
+    let declared: usize = create.blobs.iter().map(|b| b.len).sum();
+    if declared != data.len() {
+        return Err(format!(
+            "blobs declare {declared} bytes, body has {}",
+            data.len()
+        ));
+    }
+    Ok((create, data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synthetic::SyntheticSpec;
+
+    #[test]
+    fn slices_cover_the_data_exactly() {
+        let table = [
+            (0, 0),
+            (1, 1),
+            (SLICE_BYTES, 1),
+            (SLICE_BYTES + 1, 2),
+            (10 * SLICE_BYTES, 10),
+        ];
+        for (len, count) in table {
+            let s = slices("in:", len);
+            assert_eq!(s.len(), count, "{len}");
+            assert_eq!(s.iter().map(|(_, r)| r.len()).sum::<usize>(), len);
+            if let Some((key, _)) = s.last() {
+                assert_eq!(key, &format!("in:{}", count - 1));
+            }
+        }
+    }
+
+    #[test]
+    fn round_trips_and_rejects_bad_frames() {
+        let create = CreateJob {
+            job_id: "j".into(),
+            pipeline: Pipeline::CsvImport,
+            total_count: 0,
+            work: Work::Synthetic(SyntheticSpec {
+                pipeline: Pipeline::CsvImport,
+                items: 1,
+                items_per_chunk: 1,
+                chunk_delay_ms: 0,
+                fail_first_attempts: 0,
+                coalesce_ms: None,
+                throttle_ms: None,
+            }),
+            blobs: vec![Blob {
+                key: "in:0".into(),
+                len: 3,
+            }],
+        };
+        let body = encode(&create, b"abc");
+        let (back, data) = decode(&body).unwrap();
+        assert_eq!(back, create);
+        assert_eq!(data, b"abc");
+        assert!(decode(&body[..body.len() - 1]).is_err());
+        assert!(decode(b"\x00\x00").is_err());
+        assert!(decode(b"\x00\x00\x00\x09{}").is_err());
+    }
+}

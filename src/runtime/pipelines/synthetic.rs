@@ -1,0 +1,53 @@
+//! The synthetic pipeline's glue: reports N items through the same machinery as real work.
+
+use super::{StepFailure, StepOutcome};
+use crate::runtime::http;
+use crate::runtime::job_object::JobObject;
+use crate::runtime::store::WriteBatch;
+use crate::synthetic::{self, SyntheticSpec};
+use serde_json::{json, Value};
+
+pub async fn step(
+    obj: &JobObject,
+    spec: &SyntheticSpec,
+    attempt: u32,
+    _last_attempt: bool,
+) -> worker::Result<Result<StepOutcome, StepFailure>> {
+    if attempt < spec.fail_first_attempts {
+        return Ok(Err(StepFailure::Transient(format!(
+            "synthetic failure on attempt {}",
+            attempt + 1
+        ))));
+    }
+    let processed = obj
+        .with_job(|job| job.record.state.processed_count)
+        .unwrap_or(0);
+    for item in synthetic::chunk(spec, processed) {
+        obj.progress(item, Some(synthetic::item_label(item, spec.items)), |_| {
+            WriteBatch::default()
+        })
+        .await?;
+    }
+    let (processed, started) = obj
+        .with_job(|job| {
+            (
+                job.record.state.processed_count,
+                job.record.state.start_time,
+            )
+        })
+        .unwrap_or((0, 0));
+    if processed >= spec.items {
+        let duration = http::now().saturating_sub(started);
+        return Ok(Ok(StepOutcome::Done {
+            summary: synthetic::summary(spec, duration),
+            extra: WriteBatch::default(),
+        }));
+    }
+    Ok(Ok(StepOutcome::Continue {
+        delay_ms: spec.chunk_delay_ms,
+    }))
+}
+
+pub fn results(spec: &SyntheticSpec) -> Value {
+    json!({ "items": spec.items })
+}
