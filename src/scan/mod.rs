@@ -1,1 +1,16 @@
 //! AI bookshelf scan: image type detection, Gemini request building and response parsing.
+//!
+//! - [`image`]: which image kinds are accepted, by magic bytes and by declared media type.
+//! - [`request`]: validation of the single-image and batch request bodies.
+//! - [`gemini`]: the `generateContent` request, answer parsing, normalisation into books,
+//!   and the classes of provider failure.
+//! - [`results`]: scan books, the results summary and per-photo progress records.
+
+pub mod gemini;
+pub mod image;
+pub mod request;
+pub mod results;
+
+pub use image::ImageKind;
+pub use request::{BatchScanRequest, ScanImage};
+pub use results::{BoundingBox, PhotoRecord, PhotoStatus, ScanBook, ScanResults};
