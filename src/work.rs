@@ -1,5 +1,7 @@
 //! The per-pipeline progress a job persists beside its core, so processing resumes after eviction.
 
+use crate::scan::image::ImageKind;
+use crate::scan::results::{PhotoRecord, PhotoStatus};
 use crate::synthetic::SyntheticSpec;
 use serde::{Deserialize, Serialize};
 
@@ -10,4 +12,140 @@ use serde::{Deserialize, Serialize};
 pub enum Work {
     /// Test and benchmark jobs; their cursor is the state's processed count.
     Synthetic(SyntheticSpec),
+    Scan(ScanWork),
+    Enrich(EnrichWork),
+}
+
+/// A shelf scan: one entry per photo, in the order the client sent them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScanWork {
+    pub photos: Vec<ScanPhoto>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScanPhoto {
+    pub record: PhotoRecord,
+    pub kind: ImageKind,
+    pub bytes: usize,
+    /// Whether the failure of a failed photo might not recur (it ran out of retries on
+    /// timeouts or 5xx), which decides `retryable` when every photo failed.
+    #[serde(default)]
+    pub retryable: bool,
+}
+
+impl ScanPhoto {
+    pub fn new(index: u32, kind: ImageKind, bytes: usize) -> Self {
+        Self {
+            record: PhotoRecord::queued(index),
+            kind,
+            bytes,
+            retryable: false,
+        }
+    }
+
+    /// Where the photo's bytes are stored.
+    pub fn slice_prefix(position: usize) -> String {
+        format!("img:{position}:")
+    }
+}
+
+impl ScanWork {
+    /// The photo to work on next: one left mid-call by an eviction, else the first queued.
+    pub fn next_photo(&self) -> Option<usize> {
+        self.photos
+            .iter()
+            .position(|p| !p.record.status.is_terminal())
+    }
+
+    pub fn finished(&self) -> usize {
+        self.photos
+            .iter()
+            .filter(|p| p.record.status.is_terminal())
+            .count()
+    }
+
+    pub fn failed(&self) -> usize {
+        self.photos
+            .iter()
+            .filter(|p| p.record.status == PhotoStatus::Failed)
+            .count()
+    }
+}
+
+/// A batch enrichment: which books have their outcome stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnrichWork {
+    pub books: usize,
+    pub done: Vec<bool>,
+    pub found: usize,
+    pub not_found: usize,
+    pub provider_errors: usize,
+}
+
+impl EnrichWork {
+    pub fn new(books: usize) -> Self {
+        Self {
+            books,
+            done: vec![false; books],
+            found: 0,
+            not_found: 0,
+            provider_errors: 0,
+        }
+    }
+
+    pub fn finished(&self) -> usize {
+        self.done.iter().filter(|d| **d).count()
+    }
+
+    /// The next books to look up, at most `chunk`, in input order.
+    pub fn next_chunk(&self, chunk: usize) -> Vec<usize> {
+        self.done
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| !**d)
+            .map(|(i, _)| i)
+            .take(chunk)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enrichment_chunks_skip_finished_books() {
+        let mut work = EnrichWork::new(25);
+        assert_eq!(work.next_chunk(10), (0..10).collect::<Vec<_>>());
+        for i in [0, 1, 2, 5, 9] {
+            work.done[i] = true;
+        }
+        assert_eq!(work.next_chunk(10), vec![3, 4, 6, 7, 8, 10, 11, 12, 13, 14]);
+        assert_eq!(work.finished(), 5);
+        work.done.iter_mut().for_each(|d| *d = true);
+        assert!(work.next_chunk(10).is_empty());
+    }
+
+    #[test]
+    fn scans_resume_at_the_first_unfinished_photo() {
+        let photo = |status| ScanPhoto {
+            record: PhotoRecord {
+                status,
+                ..PhotoRecord::queued(0)
+            },
+            ..ScanPhoto::new(0, ImageKind::Jpeg, 1)
+        };
+        let work = ScanWork {
+            photos: vec![
+                photo(PhotoStatus::Done),
+                photo(PhotoStatus::Processing),
+                photo(PhotoStatus::Queued),
+            ],
+        };
+        assert_eq!(work.next_photo(), Some(1));
+        assert_eq!((work.finished(), work.failed()), (1, 0));
+    }
 }

@@ -17,6 +17,7 @@ pub mod google_books;
 pub mod matching;
 pub mod model;
 pub mod open_library;
+pub mod plan;
 pub mod request;
 
 mod extract;

@@ -2,14 +2,18 @@
 //! state, and forward to the job's Durable Object.
 
 use crate::config::Config;
+use crate::enrich;
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{new_job_id, parse_job_id};
 use crate::internal::{self, Blob, CreateJob};
+use crate::job::Pipeline;
 use crate::routes::{self, Resolved, Route};
 use crate::runtime::http;
 use crate::runtime::job_object::stub_for;
+use crate::runtime::pipelines::ENRICH_INPUT_KEY;
+use crate::scan::request::{self as scan_request, ScanImage};
 use crate::synthetic;
-use crate::work::Work;
+use crate::work::{EnrichWork, ScanPhoto, ScanWork, Work};
 use serde::Deserialize;
 use serde_json::json;
 use worker::js_sys::Uint8Array;
@@ -17,6 +21,8 @@ use worker::{event, Context, Env, Headers, Method, Request, RequestInit, Respons
 
 /// Bodies of the small JSON routes (refresh, cancel by body, synthetic jobs).
 const SMALL_JSON_LIMIT: usize = 16 * 1024;
+/// 100 books at their longest fields are about 90 KB of JSON; this leaves room for spacing.
+pub const ENRICHMENT_BODY_LIMIT: usize = 256 * 1024;
 
 #[event(start)]
 fn start() {
@@ -61,10 +67,39 @@ async fn dispatch(
             };
             create_job(env, create, &[]).await
         }
-        Route::CreateCsvImport
-        | Route::CreateScan
-        | Route::CreateScanBatch
-        | Route::CreateEnrichment => Err(ApiError::not_found("this pipeline is not available yet")),
+        Route::CreateScan => {
+            let content_type = http::header(&req, "content-type");
+            let body =
+                http::read_body_limited(&mut req, scan_request::MAX_SINGLE_BODY_BYTES).await?;
+            let image = scan_request::parse_single(content_type.as_deref(), body)?;
+            create_scan(env, fresh_job_id(), vec![image]).await
+        }
+        Route::CreateScanBatch => {
+            require_json(&req)?;
+            let body =
+                http::read_body_limited(&mut req, scan_request::MAX_BATCH_BODY_BYTES).await?;
+            let batch = scan_request::parse_batch(&body)?;
+            create_scan(env, batch.job_id.unwrap_or_else(fresh_job_id), batch.images).await
+        }
+        Route::CreateEnrichment => {
+            require_json(&req)?;
+            let body = http::read_body_limited(&mut req, ENRICHMENT_BODY_LIMIT).await?;
+            let request = enrich::parse_request(&body)?;
+            let books = serde_json::to_vec(&request.books)
+                .map_err(|e| http::internal("encoding books", e))?;
+            let create = CreateJob {
+                job_id: request.job_id.unwrap_or_else(fresh_job_id),
+                pipeline: Pipeline::BatchEnrichment,
+                total_count: request.books.len() as u64,
+                work: Work::Enrich(EnrichWork::new(request.books.len())),
+                blobs: vec![Blob {
+                    key: ENRICH_INPUT_KEY.into(),
+                    len: books.len(),
+                }],
+            };
+            create_job(env, create, &books).await
+        }
+        Route::CreateCsvImport => Err(ApiError::not_found("this pipeline is not available yet")),
         Route::JobState { job_id } => {
             let job_id = valid_job_id(&job_id)?;
             forward(env, &job_id, Method::Get, "/internal/state", &req, None).await
@@ -119,6 +154,46 @@ async fn dispatch(
         }
         Route::ProgressSocket => upgrade(env, req).await,
     }
+}
+
+/// The JSON creation routes take `application/json` only (contract section 1: 415).
+fn require_json(req: &Request) -> Result<(), ApiError> {
+    match http::media_type(req).as_deref() {
+        Some("application/json") => Ok(()),
+        Some(other) => Err(ApiError::unsupported_media(format!(
+            "Content-Type {other} is not accepted here; send application/json"
+        ))),
+        None => Err(ApiError::unsupported_media(
+            "Content-Type is missing; send application/json",
+        )),
+    }
+}
+
+/// Creates a scan job whose photos are stored in slices, one series per photo.
+async fn create_scan(
+    env: &Env,
+    job_id: String,
+    images: Vec<ScanImage>,
+) -> Result<Response, ApiError> {
+    let mut blobs = Vec::new();
+    let mut data = Vec::with_capacity(images.iter().map(|i| i.bytes.len()).sum());
+    let mut photos = Vec::with_capacity(images.len());
+    for (position, image) in images.into_iter().enumerate() {
+        blobs.extend(blobs_for(
+            &ScanPhoto::slice_prefix(position),
+            image.bytes.len(),
+        ));
+        photos.push(ScanPhoto::new(image.index, image.kind, image.bytes.len()));
+        data.extend_from_slice(&image.bytes);
+    }
+    let create = CreateJob {
+        job_id,
+        pipeline: Pipeline::AiScan,
+        total_count: photos.len() as u64,
+        work: Work::Scan(ScanWork { photos }),
+        blobs,
+    };
+    create_job(env, create, &data).await
 }
 
 fn valid_job_id(raw: &str) -> Result<String, ApiError> {

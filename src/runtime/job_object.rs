@@ -251,6 +251,10 @@ impl JobObject {
         self.mem.borrow_mut().job.as_mut().map(f)
     }
 
+    pub fn is_running(&self) -> bool {
+        self.with_job(|job| job.record.state.status) == Some(Status::Running)
+    }
+
     pub fn with_cache<R>(&self, f: impl FnOnce(&mut pipelines::Cache) -> R) -> R {
         f(&mut self.mem.borrow_mut().pipeline)
     }
@@ -466,7 +470,7 @@ impl JobObject {
         self.with_job(|job| job.record.cancel(lifetimes, now))
             .ok_or_else(|| ApiError::not_found("no such job"))?
             .map_err(|e| ApiError::conflict(e.to_string()))?;
-        self.checkpoint("cancel", WriteBatch::default())
+        self.checkpoint("cancel")
             .await
             .map_err(|e| http::internal("storing a cancel", e))?;
         self.close_all(CloseCode::JobCanceled, CloseCode::JobCanceled.reason());
@@ -681,7 +685,7 @@ impl JobObject {
         {
             return Ok(());
         }
-        self.checkpoint("start", WriteBatch::default()).await?;
+        self.checkpoint("start").await?;
         self.broadcast(&ServerMessage::JobStarted {
             total_count: total,
             estimated_duration_ms: None,
@@ -725,7 +729,16 @@ impl JobObject {
                 });
                 Ok(())
             }
-            Ok(StepOutcome::Done { summary, extra }) => self.complete(summary, extra, now).await,
+            Ok(StepOutcome::Done { summary }) => {
+                if self.flush_progress(now) {
+                    // The last chunk's report is still held: come back once the spacing
+                    // allows it, so no chunk goes unreported (the step is idempotent when done).
+                    let wait = self.progress_spacing_ms() / 2;
+                    self.with_job(|job| job.record.schedule.set(TaskKind::Process, now + wait));
+                    return Ok(());
+                }
+                self.complete(summary, now).await
+            }
             Err(failure) => self.handle_failure(TaskKind::Process, failure, now).await,
         }
     }
@@ -773,7 +786,7 @@ impl JobObject {
             .with_job(|job| job.record.throttle.is_dirty())
             .unwrap_or(false);
         if dirty {
-            self.checkpoint("flush", WriteBatch::default()).await
+            self.checkpoint("flush").await
         } else {
             self.with_job(|job| job.record.schedule.remove(TaskKind::Flush));
             Ok(())
@@ -803,13 +816,11 @@ impl JobObject {
     }
 
     /// Records one progress update: sent to sockets at once (coalesced), and written to
-    /// storage when the pipeline's throttle policy says so, together with `extra` (the
-    /// pipeline's results since the last write) built only if needed.
+    /// storage, with the pipeline's buffered results, when the throttle policy says so.
     pub async fn progress(
         &self,
         processed: u64,
         current_item: Option<String>,
-        extra: impl FnOnce(&JobObject) -> WriteBatch,
     ) -> worker::Result<()> {
         let now = http::now();
         let spacing = self.progress_spacing_ms();
@@ -824,7 +835,7 @@ impl JobObject {
             }
         }
         if decision == PersistDecision::Now {
-            self.checkpoint("throttle", extra(self)).await?;
+            self.checkpoint("throttle").await?;
         }
         Ok(())
     }
@@ -842,10 +853,12 @@ impl JobObject {
         self.mem.borrow().coalescer.is_holding()
     }
 
-    /// Writes the core and the pipeline's progress, plus `extra`, in one operation.
-    pub async fn checkpoint(&self, reason: &str, extra: WriteBatch) -> worker::Result<()> {
+    /// Writes the core, the pipeline's progress and the results it buffered since the last
+    /// checkpoint, in one operation.
+    pub async fn checkpoint(&self, reason: &str) -> worker::Result<()> {
         self.with_job(|job| job.record.persisted());
-        self.write_core(extra).await?;
+        let pending = self.with_cache(pipelines::take_pending);
+        self.write_core(pending).await?;
         if let Some((processed, version)) =
             self.with_job(|job| (job.record.state.processed_count, job.record.state.version))
         {
@@ -863,10 +876,30 @@ impl JobObject {
             return Ok(());
         };
         batch.json(CORE_KEY, &record).json(WORK_KEY, &work);
-        store::write(&self.storage(), &self.io, batch).await
+        let written = store::write(&self.storage(), &self.io, batch).await;
+        if let Err(e) = &written {
+            // Memory is now ahead of storage (buffered results went into the failed write):
+            // reset the object so that the next event rebuilds it from the last checkpoint.
+            self.log_job("storage.write_failed", json!({ "error": e.to_string() }));
+            self.abort("a storage write failed");
+        }
+        written
     }
 
-    async fn complete(&self, summary: Value, extra: WriteBatch, now: Millis) -> worker::Result<()> {
+    /// Resets this object instance with the runtime's `ctx.abort()`, which workers-rs does
+    /// not wrap.
+    fn abort(&self, reason: &str) {
+        use worker::js_sys::{Function, Reflect};
+        use worker::wasm_bindgen::{JsCast, JsValue};
+        let raw = self.state.as_raw();
+        if let Ok(abort) = Reflect::get(raw, &JsValue::from_str("abort")) {
+            if let Some(abort) = abort.dyn_ref::<Function>() {
+                let _ = abort.call1(raw, &JsValue::from_str(reason));
+            }
+        }
+    }
+
+    async fn complete(&self, summary: Value, now: Millis) -> worker::Result<()> {
         let lifetimes = self.lifetimes();
         if self
             .with_job(|job| job.record.complete(summary, lifetimes, now))
@@ -875,7 +908,7 @@ impl JobObject {
         {
             return Ok(());
         }
-        self.finish(extra).await?;
+        self.finish().await?;
         self.log_job("job.completed", self.io.snapshot());
         Ok(())
     }
@@ -890,14 +923,14 @@ impl JobObject {
         {
             return Ok(());
         }
-        self.finish(WriteBatch::default()).await?;
+        self.finish().await?;
         self.log_job("job.failed", json!({ "error": message }));
         Ok(())
     }
 
     /// Persists an ended job, then tells every socket how it ended and closes it.
-    async fn finish(&self, extra: WriteBatch) -> worker::Result<()> {
-        self.checkpoint("end", extra).await?;
+    async fn finish(&self) -> worker::Result<()> {
+        self.checkpoint("end").await?;
         if let Some((message, code)) = self
             .with_job(|job| ServerMessage::final_for(&job.record.state))
             .flatten()

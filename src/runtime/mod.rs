@@ -4,4 +4,5 @@ pub mod entry;
 pub mod http;
 pub mod job_object;
 pub mod pipelines;
+pub mod provider;
 pub mod store;

@@ -24,15 +24,6 @@ async fn short_lived() -> &'static Worker {
         .await
 }
 
-/// Waits until at least `ms` have passed on the worker's own clock: a synthetic job whose two
-/// items are `ms` apart completes. Used where a test must see that something did *not* happen.
-async fn server_time_passes(w: &Worker, ms: u64) {
-    let clock = synthetic(w, json!({ "items": 2, "chunkDelayMs": ms })).await;
-    let mut ws = Socket::connect(w, &clock).await;
-    ws.ready().await;
-    assert_eq!(ws.until_closed().await.code, 1000);
-}
-
 fn ws_path(job: &Created, token: &str) -> String {
     format!("/ws/progress?jobId={}&token={token}", job.job_id)
 }

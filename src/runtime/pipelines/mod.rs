@@ -1,21 +1,28 @@
 //! Dispatch from the job object to the pipeline a job runs: preparing, stepping, results.
 
+mod enrich;
+mod scan;
 mod synthetic;
 
+pub use enrich::INPUT_KEY as ENRICH_INPUT_KEY;
+
+use crate::enrich::BookInput;
 use crate::error::ApiError;
 use crate::job::JobError;
+use crate::runtime::http;
 use crate::runtime::job_object::JobObject;
 use crate::runtime::store::WriteBatch;
 use crate::time::Millis;
 use crate::work::Work;
 use serde_json::Value;
+use std::rc::Rc;
 
 /// What one run of the process task achieved.
 pub enum StepOutcome {
     /// More to do: run again after this delay.
     Continue { delay_ms: Millis },
-    /// Finished: the summary for `job_complete`, and the last results to write with it.
-    Done { summary: Value, extra: WriteBatch },
+    /// Finished: the summary for `job_complete`. Running the step again must give the same.
+    Done { summary: Value },
 }
 
 /// Why a step (or the preparation before the first one) did not succeed.
@@ -26,9 +33,24 @@ pub enum StepFailure {
     Permanent(JobError),
 }
 
-/// In-memory pipeline state that is not persisted (it can be rebuilt from storage).
+/// In-memory pipeline state that is not persisted (it can be rebuilt from storage), and the
+/// results buffered until the next checkpoint.
 #[derive(Default)]
-pub struct Cache {}
+pub struct Cache {
+    /// Result values (key, JSON text) to write with the next checkpoint.
+    pub pending: Vec<(String, String)>,
+    /// An enrichment batch's books.
+    pub books: Option<Rc<Vec<BookInput>>>,
+}
+
+/// Drains the results buffered since the last checkpoint into a write batch.
+pub fn take_pending(cache: &mut Cache) -> WriteBatch {
+    let mut batch = WriteBatch::default();
+    for (key, text) in cache.pending.drain(..) {
+        batch.text(&key, text);
+    }
+    batch
+}
 
 fn work(obj: &JobObject) -> Option<Work> {
     obj.with_job(|job| job.work.clone())
@@ -38,6 +60,8 @@ fn work(obj: &JobObject) -> Option<Work> {
 pub async fn prepare(obj: &JobObject) -> Result<u64, StepFailure> {
     match work(obj) {
         Some(Work::Synthetic(spec)) => Ok(spec.items),
+        Some(Work::Scan(w)) => scan::prepare(obj, &w),
+        Some(Work::Enrich(w)) => Ok(w.books as u64),
         None => Ok(0),
     }
 }
@@ -50,28 +74,37 @@ pub async fn step(
     last_attempt: bool,
 ) -> worker::Result<Result<StepOutcome, StepFailure>> {
     match work(obj) {
-        Some(Work::Synthetic(spec)) => synthetic::step(obj, &spec, attempt, last_attempt).await,
+        Some(Work::Synthetic(spec)) => synthetic::step(obj, &spec, attempt).await,
+        Some(Work::Scan(_)) => scan::step(obj, attempt, last_attempt).await,
+        Some(Work::Enrich(_)) => enrich::step(obj).await,
         None => Ok(Err(StepFailure::Transient("job vanished".into()))),
     }
 }
 
 /// The full results document of a completed job.
 pub async fn results(obj: &JobObject) -> Result<Value, ApiError> {
-    match work(obj) {
+    let document = match work(obj) {
         Some(Work::Synthetic(spec)) => Ok(synthetic::results(&spec)),
-        None => Err(ApiError::not_found("no such job")),
-    }
+        Some(Work::Scan(_)) => scan::results(obj).await,
+        Some(Work::Enrich(_)) => enrich::results(obj).await,
+        None => return Err(ApiError::not_found("no such job")),
+    };
+    document.map_err(|e| http::internal("reading results", e))
 }
 
-/// Runs once after the job ended in any way (inputs that are no longer needed go).
-pub async fn after_end(_obj: &JobObject) -> worker::Result<()> {
-    Ok(())
+/// Runs once after the job ended in any way: inputs that are no longer needed go.
+pub async fn after_end(obj: &JobObject) -> worker::Result<()> {
+    match work(obj) {
+        Some(Work::Scan(w)) => scan::after_end(obj, &w).await,
+        _ => Ok(()),
+    }
 }
 
 /// The throttle window a job asks for, if not its pipeline's.
 pub fn throttle_override(work: &Work) -> Option<Millis> {
     match work {
         Work::Synthetic(spec) => spec.throttle_ms,
+        _ => None,
     }
 }
 
@@ -79,5 +112,6 @@ pub fn throttle_override(work: &Work) -> Option<Millis> {
 pub fn coalesce_override(work: &Work) -> Option<Millis> {
     match work {
         Work::Synthetic(spec) => spec.coalesce_ms,
+        _ => None,
     }
 }

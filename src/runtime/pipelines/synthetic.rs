@@ -3,7 +3,6 @@
 use super::{StepFailure, StepOutcome};
 use crate::runtime::http;
 use crate::runtime::job_object::JobObject;
-use crate::runtime::store::WriteBatch;
 use crate::synthetic::{self, SyntheticSpec};
 use serde_json::{json, Value};
 
@@ -11,7 +10,6 @@ pub async fn step(
     obj: &JobObject,
     spec: &SyntheticSpec,
     attempt: u32,
-    _last_attempt: bool,
 ) -> worker::Result<Result<StepOutcome, StepFailure>> {
     if attempt < spec.fail_first_attempts {
         return Ok(Err(StepFailure::Transient(format!(
@@ -23,10 +21,8 @@ pub async fn step(
         .with_job(|job| job.record.state.processed_count)
         .unwrap_or(0);
     for item in synthetic::chunk(spec, processed) {
-        obj.progress(item, Some(synthetic::item_label(item, spec.items)), |_| {
-            WriteBatch::default()
-        })
-        .await?;
+        obj.progress(item, Some(synthetic::item_label(item, spec.items)))
+            .await?;
     }
     let (processed, started) = obj
         .with_job(|job| {
@@ -40,7 +36,6 @@ pub async fn step(
         let duration = http::now().saturating_sub(started);
         return Ok(Ok(StepOutcome::Done {
             summary: synthetic::summary(spec, duration),
-            extra: WriteBatch::default(),
         }));
     }
     Ok(Ok(StepOutcome::Continue {

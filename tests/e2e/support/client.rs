@@ -136,6 +136,15 @@ pub async fn synthetic(worker: &Worker, spec: Value) -> Created {
     Created::from_answer(&post_json(worker, "/api/test/jobs", &spec, None).await)
 }
 
+/// Waits until at least `ms` have passed on the worker's own clock: a synthetic job whose two
+/// items are `ms` apart completes. Used where a test must see that something did *not* happen.
+pub async fn server_time_passes(w: &Worker, ms: u64) {
+    let clock = synthetic(w, json!({ "items": 2, "chunkDelayMs": ms })).await;
+    let mut ws = Socket::connect(w, &clock).await;
+    ws.ready().await;
+    assert_eq!(ws.until_closed().await.code, 1000);
+}
+
 pub async fn job_state(worker: &Worker, job: &Created) -> Value {
     let answer = get(
         worker,

@@ -2,6 +2,7 @@
 
 pub mod client;
 pub mod fake;
+pub mod providers;
 pub mod wrangler;
 
 pub use client::*;
