@@ -11,15 +11,17 @@ pub async fn step(
     spec: &SyntheticSpec,
     attempt: u32,
 ) -> worker::Result<Result<StepOutcome, StepFailure>> {
-    if attempt < spec.fail_first_attempts {
+    let processed = obj
+        .with_job(|job| job.record.state.processed_count)
+        .unwrap_or(0);
+    // Failures are injected only into runs that have items to process; a run that merely
+    // confirms the end (after a held progress report) always succeeds.
+    if processed < spec.items && attempt < spec.fail_first_attempts {
         return Ok(Err(StepFailure::Transient(format!(
             "synthetic failure on attempt {}",
             attempt + 1
         ))));
     }
-    let processed = obj
-        .with_job(|job| job.record.state.processed_count)
-        .unwrap_or(0);
     for item in synthetic::chunk(spec, processed) {
         obj.progress(item, Some(synthetic::item_label(item, spec.items)))
             .await?;

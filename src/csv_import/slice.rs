@@ -1,0 +1,835 @@
+//! Turning data records into books, errors and warnings, one resumable slice at a time.
+
+use super::book::{Book, Deduper, ImportTotals, RowError, RowWarning};
+use super::cells::{parse_date_read, parse_rating, resolve_identifier, split_series, Identifier};
+use super::header::{Header, MAX_HEADER_COLUMNS};
+use super::reader::{RawRecord, RecordReader, Step, MAX_RECORD_BYTES};
+use super::Cursor;
+use std::borrow::Cow;
+
+const MISSING_TITLE: &str = "missing title";
+const INVALID_UTF8_WARNING: &str = "invalid UTF-8 replaced with U+FFFD";
+
+/// What one call to [`parse_slice`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SliceOutput {
+    pub books: Vec<Book>,
+    pub errors: Vec<RowError>,
+    pub warnings: Vec<RowWarning>,
+    /// Where the next call starts; persist it with the totals.
+    pub cursor: Cursor,
+    /// The whole file has been consumed.
+    pub done: bool,
+}
+
+/// Parses data records starting at `cursor`. `input` holds the file's bytes from
+/// `cursor.offset` onward, and `eof` says whether it reaches the end of the file. Parses at
+/// most `max_records` data records (blank ones do not count; with 0 it only skips line
+/// breaks), updates `totals`, and returns what it found plus the cursor to resume from. When
+/// `eof` is false and a record does not end inside `input`, it stops before that record.
+pub fn parse_slice(
+    header: &Header,
+    input: &[u8],
+    cursor: Cursor,
+    eof: bool,
+    max_records: usize,
+    totals: &mut ImportTotals,
+    deduper: &mut Deduper,
+) -> SliceOutput {
+    // A stored header comes back from JSON; the cap keeps a corrupted column count from
+    // asking for an absurd allocation, and changes nothing for a header `read_header` made.
+    let mut reader = RecordReader::new(cursor, header.column_count.min(MAX_HEADER_COLUMNS));
+    let mut output = SliceOutput {
+        books: Vec::new(),
+        errors: Vec::new(),
+        warnings: Vec::new(),
+        cursor,
+        done: false,
+    };
+    let mut consumed = 0;
+    let mut records = 0;
+    while records < max_records {
+        let (step, used) = reader.next(input.get(consumed..).unwrap_or_default(), eof);
+        consumed += used;
+        match step {
+            Step::Record(record) if record.blank => {}
+            Step::Record(record) => {
+                records += 1;
+                import_record(header, &record, totals, deduper, &mut output);
+            }
+            Step::NeedInput | Step::End => break,
+        }
+    }
+    // Landing on the next record's first byte lets `done` be seen without another call.
+    consumed += reader.skip_line_breaks(input.get(consumed..).unwrap_or_default(), eof);
+    output.cursor = reader.position();
+    output.done = eof && consumed >= input.len();
+    output
+}
+
+/// `"<books>/<data records>"`.
+pub fn success_rate(totals: &ImportTotals) -> String {
+    format!("{}/{}", totals.books, totals.data_records)
+}
+
+fn import_record(
+    header: &Header,
+    record: &RawRecord<'_>,
+    totals: &mut ImportTotals,
+    deduper: &mut Deduper,
+    output: &mut SliceOutput,
+) {
+    totals.data_records += 1;
+    let line = record.start.line;
+    if !record.valid_utf8 {
+        totals.invalid_utf8_rows += 1;
+        output.warnings.push(RowWarning {
+            line,
+            warning: INVALID_UTF8_WARNING.to_string(),
+        });
+    }
+    match record_to_book(header, record) {
+        Ok(book) if deduper.admit(&book) => {
+            totals.books += 1;
+            output.books.push(book);
+        }
+        Ok(_) => totals.duplicates += 1,
+        Err((title, error)) => {
+            totals.errors += 1;
+            output.errors.push(RowError { line, title, error });
+        }
+    }
+}
+
+/// The book a record describes, or the row error with the title when known.
+fn record_to_book(
+    header: &Header,
+    record: &RawRecord<'_>,
+) -> Result<Book, (Option<String>, String)> {
+    if record.too_long {
+        return Err((
+            None,
+            format!("record too long: more than {MAX_RECORD_BYTES} bytes"),
+        ));
+    }
+    let title = cell(record, header.title);
+    let known_title = || Some(title.to_string()).filter(|t| !t.is_empty());
+    if record.field_count > header.column_count {
+        let error = format!(
+            "too many fields: {} where the header has {}",
+            record.field_count, header.column_count
+        );
+        return Err((known_title(), error));
+    }
+    if title.is_empty() {
+        return Err((None, MISSING_TITLE.to_string()));
+    }
+    let identifier_cells: Vec<Cow<'_, str>> = header
+        .identifiers
+        .iter()
+        .map(|&column| cell(record, column))
+        .collect();
+    let (isbn, isbn10, identifier) =
+        match resolve_identifier(identifier_cells.iter().map(|c| c.as_ref())) {
+            Identifier::Isbn { isbn13, isbn10 } => (Some(isbn13), isbn10, None),
+            Identifier::BadChecksum { normalized } => {
+                return Err((
+                    known_title(),
+                    format!("invalid ISBN checksum: {normalized}"),
+                ));
+            }
+            Identifier::Other(other) => (None, None, Some(other)),
+            Identifier::Absent => (None, None, None),
+        };
+    let optional = |column: Option<usize>| {
+        column
+            .map(|column| cell(record, column))
+            .filter(|text| !text.is_empty())
+    };
+    let series = split_series(&title);
+    Ok(Book {
+        author: optional(header.author)
+            .map(Cow::into_owned)
+            .unwrap_or_default(),
+        isbn,
+        isbn10,
+        identifier,
+        shelf: optional(header.shelf).map(Cow::into_owned),
+        rating: optional(header.rating).and_then(|text| parse_rating(&text)),
+        date_read: header
+            .dates_read
+            .iter()
+            .find_map(|&column| parse_date_read(&cell(record, column))),
+        series: series.as_ref().map(|s| s.series.to_string()),
+        series_number: series.as_ref().map(|s| s.number.to_string()),
+        title: title.into_owned(),
+    })
+}
+
+/// A field decoded lossily and trimmed; empty when the record is too short to have it.
+fn cell<'a>(record: &RawRecord<'a>, column: usize) -> Cow<'a, str> {
+    match String::from_utf8_lossy(record.field(column).unwrap_or_default()) {
+        Cow::Borrowed(text) => Cow::Borrowed(text.trim()),
+        Cow::Owned(text) => Cow::Owned(text.trim().to_string()),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::csv_import::read_header;
+
+    const GOODREADS_HEADER: &str = "Book Id,Title,Author,Author l-f,Additional Authors,ISBN,\
+        ISBN13,My Rating,Average Rating,Publisher,Binding,Number of Pages,Year Published,\
+        Original Publication Year,Date Read,Date Added,Bookshelves,Bookshelves with positions,\
+        Exclusive Shelf,My Review,Spoiler,Private Notes,Read Count,Owned Copies\n";
+    const STORYGRAPH_HEADER: &str = "Title,Authors,Contributors,ISBN/UID,Format,Read Status,\
+        Date Added,Last Date Read,Dates Read,Read Count,Moods,Pace,Character- or Plot-Driven?,\
+        Strong Character Development?,Loveable Characters?,Diverse Characters?,\
+        Flawed Characters?,Star Rating,Review,Content Warnings,Content Warning Description,\
+        Tags,Owned?\n";
+    const LIBRARYTHING_HEADER: &str = "Book Id,Title,Sort Character,Primary Author,\
+        Primary Author Role,Secondary Author,Secondary Author Roles,Publication,Date,Review,\
+        Rating,Comment,Private Comment,Summary,Media,Physical Description,Weight,Height,\
+        Thickness,Length,Dimensions,Page Count,LCCN,Acquired,Date Started,Date Read,Barcode,\
+        BCID,Tags,Collections,Languages,Original Languages,LC Classification,ISBN,ISBNs,\
+        Subjects,Dewey Decimal,Dewey Wording,Other Call Number,Copies,Source,Entry Date,\
+        From Where,OCLC,Work id,Lending Patron,Lending Status,Lending Start,Lending End\n";
+
+    /// Everything a whole import produces.
+    #[derive(Debug, Clone, PartialEq)]
+    pub(crate) struct Import {
+        pub books: Vec<Book>,
+        pub errors: Vec<RowError>,
+        pub warnings: Vec<RowWarning>,
+        pub totals: ImportTotals,
+    }
+
+    /// Parses a whole file in one call.
+    pub(crate) fn import_whole(file: &[u8]) -> Import {
+        let (header, cursor) = read_header(file, true).expect("header");
+        import_from(&header, file, cursor, &mut |_| (file.len(), usize::MAX))
+    }
+
+    /// Drives `parse_slice` like the glue: `next_window(call)` gives how far the file has been
+    /// received and the record limit for that call. Every call restarts from the cursor.
+    pub(crate) fn import_from(
+        header: &Header,
+        file: &[u8],
+        start: Cursor,
+        next_window: &mut dyn FnMut(usize) -> (usize, usize),
+    ) -> Import {
+        let mut import = Import {
+            books: vec![],
+            errors: vec![],
+            warnings: vec![],
+            totals: ImportTotals::default(),
+        };
+        let mut deduper = Deduper::default();
+        let mut cursor = start;
+        let mut received = start.offset as usize;
+        for call in 0.. {
+            let (window, max_records) = next_window(call);
+            received = received.max(window).min(file.len());
+            let eof = received == file.len();
+            let input = &file[cursor.offset as usize..received];
+            let out = parse_slice(
+                header,
+                input,
+                cursor,
+                eof,
+                max_records,
+                &mut import.totals,
+                &mut deduper,
+            );
+            assert!(out.cursor.offset >= cursor.offset, "cursor went backwards");
+            import.books.extend(out.books);
+            import.errors.extend(out.errors);
+            import.warnings.extend(out.warnings);
+            cursor = out.cursor;
+            if out.done {
+                break;
+            }
+            assert!(call < 10 * file.len() + 100, "no progress");
+        }
+        import
+    }
+
+    /// Feeds `chunk` more bytes per call with no record limit.
+    pub(crate) fn import_in_chunks(file: &[u8], chunk: usize) -> Import {
+        let (header, cursor) = read_header(file, true).expect("header");
+        let start = cursor.offset as usize;
+        import_from(&header, file, cursor, &mut |call| {
+            (start + (call + 1) * chunk, usize::MAX)
+        })
+    }
+
+    fn book(title: &str, author: &str) -> Book {
+        Book {
+            title: title.into(),
+            author: author.into(),
+            isbn: None,
+            isbn10: None,
+            identifier: None,
+            shelf: None,
+            rating: None,
+            date_read: None,
+            series: None,
+            series_number: None,
+        }
+    }
+
+    fn error(line: u64, title: Option<&str>, error: &str) -> RowError {
+        RowError {
+            line,
+            title: title.map(Into::into),
+            error: error.into(),
+        }
+    }
+
+    /// A Goodreads row from the fields that matter; the rest are filled in.
+    fn goodreads_row(title: &str, isbn: &str, isbn13: &str, rating: &str, date: &str) -> String {
+        let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+        format!(
+            "1,{},Author A,\"A, Author\",,{},{},{rating},4.01,Pub,Paperback,300,2001,1999,\
+             {date},2020/01/01,,,read,,,,1,0\n",
+            quote(title),
+            quote(isbn),
+            quote(isbn13)
+        )
+    }
+
+    #[test]
+    fn maps_goodreads_rows() {
+        type Case = (&'static str, String, Result<Book, RowError>);
+        let valid = |f: fn(&mut Book)| {
+            let mut b = book("T", "Author A");
+            b.shelf = Some("read".into());
+            f(&mut b);
+            Ok(b)
+        };
+        let cases: Vec<Case> = vec![
+            (
+                "ISBN13 preferred",
+                goodreads_row("T", "=\"0441013597\"", "=\"9780441013593\"", "4", ""),
+                valid(|b| {
+                    b.isbn = Some("9780441013593".into());
+                    b.isbn10 = Some("0441013597".into());
+                    b.rating = Some(4.0);
+                }),
+            ),
+            (
+                "ISBN-10 only: ISBN-13 derived",
+                goodreads_row("T", "=\"080442957X\"", "=\"\"", "5", "2023/08/15"),
+                valid(|b| {
+                    b.isbn = Some("9780804429573".into());
+                    b.isbn10 = Some("080442957X".into());
+                    b.rating = Some(5.0);
+                    b.date_read = Some("2023-08-15".into());
+                }),
+            ),
+            (
+                "979: no ISBN-10",
+                goodreads_row("T", "=\"\"", "=\"9791032305690\"", "0", ""),
+                valid(|b| b.isbn = Some("9791032305690".into())),
+            ),
+            (
+                "empty ISBNs, unrated, bad date",
+                goodreads_row("T", "=\"\"", "=\"\"", "0", "2023/02/30"),
+                valid(|_| {}),
+            ),
+            (
+                "bad ISBN13 checksum",
+                goodreads_row("T", "=\"\"", "=\"9780441013594\"", "3", ""),
+                Err(error(2, Some("T"), "invalid ISBN checksum: 9780441013594")),
+            ),
+            (
+                "bad ISBN-10 checksum",
+                goodreads_row("T", "=\"0441013598\"", "=\"\"", "3", ""),
+                Err(error(2, Some("T"), "invalid ISBN checksum: 0441013598")),
+            ),
+            (
+                "missing title",
+                goodreads_row("  ", "=\"\"", "=\"9780441013593\"", "3", ""),
+                Err(error(2, None, MISSING_TITLE)),
+            ),
+            (
+                "series",
+                goodreads_row(
+                    "The Name of the Wind (The Kingkiller Chronicle, #1)",
+                    "",
+                    "",
+                    "",
+                    "",
+                ),
+                valid(|b| {
+                    b.title = "The Name of the Wind (The Kingkiller Chronicle, #1)".into();
+                    b.series = Some("The Kingkiller Chronicle".into());
+                    b.series_number = Some("1".into());
+                }),
+            ),
+            (
+                "not a series",
+                goodreads_row("Dune (40th Anniversary Edition)", "", "", "", ""),
+                valid(|b| b.title = "Dune (40th Anniversary Edition)".into()),
+            ),
+            (
+                "too many fields",
+                goodreads_row("T", "", "", "", "").replace('\n', ",extra\n"),
+                Err(error(
+                    2,
+                    Some("T"),
+                    "too many fields: 25 where the header has 24",
+                )),
+            ),
+            (
+                "fewer fields are fine",
+                "1,T,Author A\n".to_string(),
+                Ok(book("T", "Author A")),
+            ),
+        ];
+        for (name, row, want) in cases {
+            let import = import_whole(format!("{GOODREADS_HEADER}{row}").as_bytes());
+            let got = match (import.books.as_slice(), import.errors.as_slice()) {
+                ([book], []) => Ok(book.clone()),
+                ([], [error]) => Err(error.clone()),
+                _ => panic!("{name}: {import:?}"),
+            };
+            assert_eq!(got, want, "{name}");
+        }
+    }
+
+    #[test]
+    fn maps_storygraph_and_librarything_rows() {
+        let storygraph = |isbn: &str, last: &str, dates: &str, stars: &str| {
+            format!(
+                "{STORYGRAPH_HEADER}Piranesi,Susanna Clarke,,{isbn},digital,read,2023/01/01,\
+                 {last},{dates},1,,,,,,,,{stars},,,,,No\n"
+            )
+        };
+        let librarything = |isbn: &str, isbns: &str, rating: &str, date: &str| {
+            let mut fields = vec![""; 49];
+            fields[0] = "1";
+            fields[1] = "Piranesi";
+            fields[3] = "\"Clarke, Susanna\"";
+            fields[10] = rating;
+            fields[25] = date;
+            fields[29] = "Your library";
+            fields[33] = isbn;
+            fields[34] = isbns;
+            format!("{LIBRARYTHING_HEADER}{}\n", fields.join(","))
+        };
+        // (name, file, isbn, identifier, rating, date read)
+        type Case = (
+            &'static str,
+            String,
+            Option<&'static str>,
+            Option<&'static str>,
+            Option<f64>,
+            Option<&'static str>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "storygraph ASIN",
+                storygraph("B08ZYQT962", "", "", ""),
+                None,
+                Some("B08ZYQT962"),
+                None,
+                None,
+            ),
+            (
+                "storygraph ISBN",
+                storygraph("9781635575637", "", "", "4.5"),
+                Some("9781635575637"),
+                None,
+                Some(4.5),
+                None,
+            ),
+            (
+                "storygraph ranges",
+                storygraph(
+                    "",
+                    "",
+                    "\"2022/12/01-2022/12/10, 2023/01/05-2023/01/20\"",
+                    "4",
+                ),
+                None,
+                None,
+                Some(4.0),
+                Some("2023-01-20"),
+            ),
+            (
+                "storygraph last date wins",
+                storygraph("", "2023/02/02", "2023/01/05-2023/01/20", ""),
+                None,
+                None,
+                None,
+                Some("2023-02-02"),
+            ),
+            (
+                "storygraph bad last date",
+                storygraph("", "2023/02/31", "2023/01/05-2023/01/20", ""),
+                None,
+                None,
+                None,
+                Some("2023-01-20"),
+            ),
+            (
+                "librarything bracketed",
+                librarything("[163557563X]", "", "4.5", "2023-08-15"),
+                Some("9781635575637"),
+                None,
+                Some(4.5),
+                Some("2023-08-15"),
+            ),
+            (
+                "librarything list",
+                librarything("", "\"1635575632, 9781635575637\"", "", ""),
+                Some("9781635575637"),
+                None,
+                None,
+                None,
+            ),
+        ];
+        for (name, file, isbn, identifier, rating, date) in cases {
+            let import = import_whole(file.as_bytes());
+            assert_eq!(import.errors, [], "{name}");
+            let [got] = import.books.as_slice() else {
+                panic!("{name}: {import:?}")
+            };
+            assert_eq!(got.title, "Piranesi", "{name}");
+            assert!(got.author.contains("Susanna"), "{name}");
+            assert_eq!(got.isbn.as_deref(), isbn, "{name}");
+            assert_eq!(got.identifier.as_deref(), identifier, "{name}");
+            assert_eq!(got.rating, rating, "{name}");
+            assert_eq!(got.date_read.as_deref(), date, "{name}");
+            let shelf = if name.starts_with("storygraph") {
+                "read"
+            } else {
+                "Your library"
+            };
+            assert_eq!(got.shelf.as_deref(), Some(shelf), "{name}");
+        }
+    }
+
+    #[test]
+    fn counts_and_reports_every_record() {
+        let file = b"Title,Author,ISBN\n\
+            A,X,0441013597\n\
+            \n\
+            \"B\nmultiline\",Y,\n\
+            ,Z,\n\
+            \x20 , \t,\n\
+            a!,x,\n\
+            C,\xFFbad,9780441013594\n\
+            D,W,978-0-441-01359-3\n\
+            E,V,1,2\n";
+        let import = import_whole(file);
+        let titles: Vec<&str> = import.books.iter().map(|b| b.title.as_str()).collect();
+        assert_eq!(titles, ["A", "B\nmultiline"]);
+        assert_eq!(
+            import.errors,
+            [
+                error(6, None, MISSING_TITLE),
+                error(9, Some("C"), "invalid ISBN checksum: 9780441013594"),
+                error(11, Some("E"), "too many fields: 4 where the header has 3"),
+            ]
+        );
+        assert_eq!(
+            import.warnings,
+            [RowWarning {
+                line: 9,
+                warning: INVALID_UTF8_WARNING.into()
+            }]
+        );
+        let totals = ImportTotals {
+            data_records: 7,
+            books: 2,
+            errors: 3,
+            duplicates: 2,
+            invalid_utf8_rows: 1,
+        };
+        assert_eq!(import.totals, totals);
+        assert_eq!(success_rate(&import.totals), "2/7");
+    }
+
+    #[test]
+    fn keeps_books_with_invalid_utf8() {
+        let import = import_whole(b"Title,Author\nCaf\xE9,Ren\xE9\n");
+        assert_eq!(import.books, [book("Caf\u{FFFD}", "Ren\u{FFFD}")]);
+        assert_eq!(
+            import.warnings,
+            [RowWarning {
+                line: 2,
+                warning: INVALID_UTF8_WARNING.into()
+            }]
+        );
+        assert_eq!(import.totals.invalid_utf8_rows, 1);
+    }
+
+    #[test]
+    fn reports_records_that_are_too_long_and_carries_on() {
+        let huge = "x".repeat(MAX_RECORD_BYTES as usize);
+        let file = format!("Title,Review\nA,ok\nB,\"{huge}\"\nC,ok\n");
+        for chunk in [file.len(), 300_000] {
+            let import = import_in_chunks(file.as_bytes(), chunk);
+            let titles: Vec<&str> = import.books.iter().map(|b| b.title.as_str()).collect();
+            assert_eq!(titles, ["A", "C"], "chunk {chunk}");
+            let want = format!("record too long: more than {MAX_RECORD_BYTES} bytes");
+            assert_eq!(import.errors, [error(3, None, &want)], "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn honours_record_limits_and_reports_done() {
+        let file = b"Title\nA\n\nB\nC\n\n\n";
+        let (header, start) = read_header(file, true).unwrap();
+        let mut totals = ImportTotals::default();
+        let mut deduper = Deduper::default();
+        let mut cursor = start;
+        // (max records, titles, cursor after, done)
+        let steps: &[(usize, &[&str], Cursor, bool)] = &[
+            (0, &[], Cursor { offset: 6, line: 2 }, false),
+            (1, &["A"], Cursor { offset: 9, line: 4 }, false),
+            (
+                2,
+                &["B", "C"],
+                Cursor {
+                    offset: 15,
+                    line: 8,
+                },
+                true,
+            ),
+            (
+                5,
+                &[],
+                Cursor {
+                    offset: 15,
+                    line: 8,
+                },
+                true,
+            ),
+        ];
+        for (max, titles, after, done) in steps {
+            let input = &file[cursor.offset as usize..];
+            let out = parse_slice(
+                &header,
+                input,
+                cursor,
+                true,
+                *max,
+                &mut totals,
+                &mut deduper,
+            );
+            let got: Vec<&str> = out.books.iter().map(|b| b.title.as_str()).collect();
+            assert_eq!(
+                (got.as_slice(), out.cursor, out.done),
+                (*titles, *after, *done),
+                "max {max}"
+            );
+            cursor = out.cursor;
+        }
+        assert_eq!(totals.data_records, 3);
+    }
+
+    #[test]
+    fn stops_before_a_record_that_does_not_end_in_the_input() {
+        let file = b"Title\nA\n\"B\nstill B";
+        let (header, start) = read_header(file, true).unwrap();
+        let mut totals = ImportTotals::default();
+        let mut deduper = Deduper::default();
+        let input = &file[start.offset as usize..];
+        let out = parse_slice(&header, input, start, false, 10, &mut totals, &mut deduper);
+        assert_eq!(out.books.len(), 1);
+        assert_eq!(
+            (out.cursor, out.done),
+            (Cursor { offset: 8, line: 3 }, false)
+        );
+        let rest = &file[out.cursor.offset as usize..];
+        let out = parse_slice(
+            &header,
+            rest,
+            out.cursor,
+            true,
+            10,
+            &mut totals,
+            &mut deduper,
+        );
+        assert_eq!(out.books, [book("B\nstill B", "")]);
+        assert_eq!(
+            (out.cursor, out.done),
+            (
+                Cursor {
+                    offset: file.len() as u64,
+                    line: 4
+                },
+                true
+            )
+        );
+    }
+
+    #[test]
+    fn survives_a_corrupted_stored_header() {
+        let header = Header {
+            column_count: usize::MAX,
+            title: 10_000,
+            author: Some(usize::MAX),
+            identifiers: vec![usize::MAX],
+            ..Header::from_names(vec!["Title".to_string()]).unwrap()
+        };
+        let mut totals = ImportTotals::default();
+        let start = Cursor { offset: 0, line: 2 };
+        let out = parse_slice(
+            &header,
+            b"a,b
+",
+            start,
+            true,
+            10,
+            &mut totals,
+            &mut Deduper::default(),
+        );
+        assert_eq!(out.errors, [error(2, None, MISSING_TITLE)]);
+        assert!(out.done);
+    }
+
+    /// Every quoting and line-break edge case in one file, with an exact expected outcome.
+    const TRICKY: &[u8] = b"\xEF\xBB\xBFTitle,Author,ISBN,Review\r\n\
+        \"Commas, inside\",\"Doe, Jane\",\"=\"\"0441013597\"\"\",\r\n\
+        \r\n\
+        \"Quote \"\"inside\"\"\",Roe,,\"Multi\r\nline\nreview\rhere\"\r\
+        \"\",Nobody,,\n\
+        \n   \n,,,\n\
+        Lenient \"quote,Poe,=\"\"\"\",\"=\"\"\"\"\"\n\
+        Caf\xE9,Zoe,9780441013594,x\n\
+        Extra,Fields,,,x\r\n\
+        \"Unterminated,Lo,,\r\nstill open";
+
+    #[test]
+    fn tricky_file_has_the_exact_expected_outcome() {
+        let import = import_whole(TRICKY);
+        let mut commas = book("Commas, inside", "Doe, Jane");
+        commas.isbn = Some("9780441013593".into());
+        commas.isbn10 = Some("0441013597".into());
+        let lenient = book("Lenient \"quote", "Poe");
+        assert_eq!(
+            import.books,
+            [
+                commas,
+                book("Quote \"inside\"", "Roe"),
+                lenient,
+                book("Unterminated,Lo,,\r\nstill open", ""),
+            ]
+        );
+        assert_eq!(
+            import.errors,
+            [
+                error(8, None, MISSING_TITLE),
+                error(
+                    13,
+                    Some("Caf\u{FFFD}"),
+                    "invalid ISBN checksum: 9780441013594"
+                ),
+                error(
+                    14,
+                    Some("Extra"),
+                    "too many fields: 5 where the header has 4"
+                ),
+            ]
+        );
+        assert_eq!(
+            import.warnings,
+            [RowWarning {
+                line: 13,
+                warning: INVALID_UTF8_WARNING.into()
+            }]
+        );
+    }
+
+    #[test]
+    fn resuming_at_every_byte_boundary_changes_nothing() {
+        for file in [
+            TRICKY,
+            format!(
+                "{GOODREADS_HEADER}{}",
+                goodreads_row("A (S, #1)", "=\"0441013597\"", "", "3", "2023/08/15")
+            )
+            .as_bytes(),
+        ] {
+            let whole = import_whole(file);
+            for chunk in 1..=64 {
+                assert_eq!(import_in_chunks(file, chunk), whole, "chunk {chunk}");
+            }
+            // Record limits split the work differently but never change it.
+            let (header, start) = read_header(file, true).unwrap();
+            for max in 1..=3 {
+                let limited = import_from(&header, file, start, &mut |_| (file.len(), max));
+                assert_eq!(limited, whole, "max {max}");
+            }
+        }
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod properties {
+    use super::tests::{import_from, Import};
+    use super::*;
+    use crate::csv_import::header::Header;
+    use crate::csv_import::read_header;
+    use proptest::prelude::*;
+
+    /// Bytes biased towards the ones the parser treats specially.
+    fn csv_bytes() -> impl Strategy<Value = Vec<u8>> {
+        let byte = prop_oneof![
+            4 => prop::sample::select(b"ab,\"\r\n =#()[]0123456789X/-".to_vec()),
+            1 => any::<u8>(),
+        ];
+        prop::collection::vec(byte, 0..400)
+    }
+
+    fn header(names: &[&str]) -> Header {
+        Header::from_names(names.iter().map(|s| s.to_string()).collect()).unwrap()
+    }
+
+    fn sliced(header: &Header, file: &[u8], sizes: &[usize], limits: &[usize]) -> Import {
+        let start = Cursor { offset: 0, line: 2 };
+        let mut received = 0;
+        import_from(header, file, start, &mut |call| {
+            received += sizes[call % sizes.len()];
+            (received, limits[call % limits.len()])
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+        #[test]
+        fn read_header_never_panics(bytes in csv_bytes(), eof in any::<bool>()) {
+            let _ = read_header(&bytes, eof);
+        }
+
+        #[test]
+        fn sliced_parsing_equals_whole_parsing(
+            file in csv_bytes(),
+            sizes in prop::collection::vec(1usize..=64, 1..8),
+            limits in prop::collection::vec(1usize..=5, 1..4),
+        ) {
+            for header in [header(&["Title", "Author", "ISBN"]), header(&["ISBN13", "title"])] {
+                let whole = sliced(&header, &file, &[file.len().max(1)], &[usize::MAX]);
+                let t = whole.totals;
+                prop_assert_eq!(t.data_records, t.books + t.errors + t.duplicates);
+                prop_assert_eq!(sliced(&header, &file, &sizes, &limits), whole);
+            }
+        }
+
+        #[test]
+        fn header_then_slices_never_panic(file in csv_bytes()) {
+            if let Ok((header, cursor)) = read_header(&file, true) {
+                let input = file.get(cursor.offset as usize..).unwrap_or_default();
+                let mut totals = ImportTotals::default();
+                let out = parse_slice(&header, input, cursor, true, usize::MAX, &mut totals, &mut Deduper::default());
+                prop_assert!(out.done);
+            }
+        }
+    }
+}
