@@ -1,5 +1,6 @@
 //! The per-pipeline progress a job persists beside its core, so processing resumes after eviction.
 
+use crate::csv_import::{Cursor, Header, ImportTotals};
 use crate::scan::image::ImageKind;
 use crate::scan::results::{PhotoRecord, PhotoStatus};
 use crate::synthetic::SyntheticSpec;
@@ -14,6 +15,21 @@ pub enum Work {
     Synthetic(SyntheticSpec),
     Scan(ScanWork),
     Enrich(EnrichWork),
+    Csv(CsvWork),
+}
+
+/// A CSV import: the header read at upload, and how far the parser got.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CsvWork {
+    pub header: Header,
+    /// Where the next slice starts; always a record boundary.
+    pub cursor: Cursor,
+    pub totals: ImportTotals,
+    /// The upload's size, which names its storage slices.
+    pub bytes: usize,
+    /// How many result slices are stored; the next one gets this number.
+    pub result_slices: u32,
 }
 
 /// A shelf scan: one entry per photo, in the order the client sent them.

@@ -426,6 +426,11 @@ mod tests {
             let (file, claimed) = generate_goodreads(rows, seed);
             let (header, cursor) = read_header(&file, true).unwrap();
             assert_eq!(header.format, Format::Goodreads);
+            let rest = &file[cursor.offset as usize..];
+            assert_eq!(
+                crate::csv_import::count_data_records(&header, rest, cursor),
+                rows as u64
+            );
             let mut totals = ImportTotals::default();
             let mut deduper = Deduper::default();
             let mut cursor = cursor;

@@ -40,7 +40,7 @@ pub use book::{Book, Deduper, ImportResults, ImportTotals, RowError, RowWarning}
 pub use generate::generate_goodreads;
 pub use header::{read_header, Format, Header, HeaderError, MAX_HEADER_COLUMNS};
 pub use reader::{RawRecord, RecordReader, Step, MAX_RECORD_BYTES};
-pub use slice::{parse_slice, success_rate, SliceOutput};
+pub use slice::{count_data_records, parse_slice, success_rate, SliceOutput};
 
 use serde::{Deserialize, Serialize};
 

@@ -67,6 +67,23 @@ pub fn parse_slice(
     output
 }
 
+/// Counts the data records from `cursor` to the end of `input` (the rest of the file)
+/// without mapping them: the total a job announces before it imports. Blank records do not
+/// count, exactly as in [`parse_slice`].
+pub fn count_data_records(header: &Header, input: &[u8], cursor: Cursor) -> u64 {
+    let mut reader = RecordReader::new(cursor, header.column_count.min(MAX_HEADER_COLUMNS));
+    let mut consumed = 0;
+    let mut count = 0;
+    loop {
+        let (step, used) = reader.next(input.get(consumed..).unwrap_or_default(), true);
+        consumed += used;
+        match step {
+            Step::Record(record) => count += u64::from(!record.blank),
+            Step::NeedInput | Step::End => return count,
+        }
+    }
+}
+
 /// `"<books>/<data records>"`.
 pub fn success_rate(totals: &ImportTotals) -> String {
     format!("{}/{}", totals.books, totals.data_records)
@@ -829,6 +846,7 @@ mod properties {
                 let mut totals = ImportTotals::default();
                 let out = parse_slice(&header, input, cursor, true, usize::MAX, &mut totals, &mut Deduper::default());
                 prop_assert!(out.done);
+                prop_assert_eq!(count_data_records(&header, input, cursor), totals.data_records);
             }
         }
     }

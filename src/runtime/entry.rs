@@ -2,18 +2,20 @@
 //! state, and forward to the job's Durable Object.
 
 use crate::config::Config;
+use crate::csv_import::{read_header, HeaderError, ImportTotals};
 use crate::enrich;
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{new_job_id, parse_job_id};
 use crate::internal::{self, Blob, CreateJob};
 use crate::job::Pipeline;
+use crate::multipart;
 use crate::routes::{self, Resolved, Route};
 use crate::runtime::http;
 use crate::runtime::job_object::stub_for;
-use crate::runtime::pipelines::ENRICH_INPUT_KEY;
+use crate::runtime::pipelines::{CSV_INPUT_PREFIX, ENRICH_INPUT_KEY};
 use crate::scan::request::{self as scan_request, ScanImage};
 use crate::synthetic;
-use crate::work::{EnrichWork, ScanPhoto, ScanWork, Work};
+use crate::work::{CsvWork, EnrichWork, ScanPhoto, ScanWork, Work};
 use serde::Deserialize;
 use serde_json::json;
 use worker::js_sys::Uint8Array;
@@ -23,6 +25,12 @@ use worker::{event, Context, Env, Headers, Method, Request, RequestInit, Respons
 const SMALL_JSON_LIMIT: usize = 16 * 1024;
 /// 100 books at their longest fields are about 90 KB of JSON; this leaves room for spacing.
 pub const ENRICHMENT_BODY_LIMIT: usize = 256 * 1024;
+/// The largest CSV upload (contract section 2).
+pub const CSV_MAX_BYTES: usize = 10 * 1024 * 1024;
+/// Room for a multipart envelope around a CSV file of the largest size.
+const MULTIPART_OVERHEAD: usize = 64 * 1024;
+/// The header row must end within the upload's first 64 KiB.
+const CSV_HEADER_WINDOW: usize = 64 * 1024;
 
 #[event(start)]
 fn start() {
@@ -99,7 +107,27 @@ async fn dispatch(
             };
             create_job(env, create, &books).await
         }
-        Route::CreateCsvImport => Err(ApiError::not_found("this pipeline is not available yet")),
+        Route::CreateCsvImport => {
+            let file = read_csv_upload(&mut req).await?;
+            // The header is checked before any job exists (contract section 2).
+            let prefix = &file[..file.len().min(CSV_HEADER_WINDOW)];
+            let (header, cursor) =
+                read_header(prefix, prefix.len() == file.len()).map_err(csv_header_error)?;
+            let create = CreateJob {
+                job_id: fresh_job_id(),
+                pipeline: Pipeline::CsvImport,
+                total_count: 0,
+                work: Work::Csv(CsvWork {
+                    header,
+                    cursor,
+                    totals: ImportTotals::default(),
+                    bytes: file.len(),
+                    result_slices: 0,
+                }),
+                blobs: blobs_for(CSV_INPUT_PREFIX, file.len()),
+            };
+            create_job(env, create, &file).await
+        }
         Route::JobState { job_id } => {
             let job_id = valid_job_id(&job_id)?;
             forward(env, &job_id, Method::Get, "/internal/state", &req, None).await
@@ -154,6 +182,57 @@ async fn dispatch(
         }
         Route::ProgressSocket => upgrade(env, req).await,
     }
+}
+
+/// Media types a CSV upload may declare: the standard one and those browsers and spreadsheet
+/// programs commonly send for `.csv` files.
+const CSV_MEDIA_TYPES: &[&str] = &[
+    "text/csv",
+    "application/csv",
+    "text/comma-separated-values",
+    "application/vnd.ms-excel",
+];
+
+/// Reads a CSV upload: a raw body of a CSV media type, or the `file` field of a multipart
+/// form. Over 10 MiB is 413, other media types are 415.
+async fn read_csv_upload(req: &mut Request) -> Result<Vec<u8>, ApiError> {
+    let media = http::media_type(req).unwrap_or_default();
+    if CSV_MEDIA_TYPES.contains(&media.as_str()) {
+        return http::read_body_limited(req, CSV_MAX_BYTES).await;
+    }
+    if media != "multipart/form-data" {
+        let shown = if media.is_empty() {
+            "missing"
+        } else {
+            media.as_str()
+        };
+        return Err(ApiError::unsupported_media(format!(
+            "Content-Type {shown} is not accepted; send text/csv, or multipart/form-data with a `file` field"
+        )));
+    }
+    let content_type = http::header(req, "content-type").unwrap_or_default();
+    let body = http::read_body_limited(req, CSV_MAX_BYTES + MULTIPART_OVERHEAD).await?;
+    let boundary = multipart::boundary(&content_type)
+        .ok_or_else(|| ApiError::invalid("multipart/form-data needs a boundary parameter"))?;
+    let parts = multipart::parse(&body, &boundary).map_err(|e| e.to_api_error())?;
+    let file = multipart::find_field(&parts, "file")
+        .ok_or_else(|| ApiError::invalid("the multipart form has no `file` field"))?;
+    if file.data.len() > CSV_MAX_BYTES {
+        return Err(ApiError::too_large(CSV_MAX_BYTES));
+    }
+    Ok(file.data.clone())
+}
+
+fn csv_header_error(err: HeaderError) -> ApiError {
+    let details = match &err {
+        HeaderError::NoTitleColumn { columns_found } => json!({ "columnsFound": columns_found }),
+        other => json!({ "reason": format!("{other:?}") }),
+    };
+    ApiError::invalid(format!(
+        "the CSV header cannot be imported: {}",
+        err.message()
+    ))
+    .with_details(details)
 }
 
 /// The JSON creation routes take `application/json` only (contract section 1: 415).

@@ -857,7 +857,7 @@ impl JobObject {
     /// checkpoint, in one operation.
     pub async fn checkpoint(&self, reason: &str) -> worker::Result<()> {
         self.with_job(|job| job.record.persisted());
-        let pending = self.with_cache(pipelines::take_pending);
+        let pending = pipelines::take_pending(self);
         self.write_core(pending).await?;
         if let Some((processed, version)) =
             self.with_job(|job| (job.record.state.processed_count, job.record.state.version))

@@ -8,5 +8,6 @@ mod support;
 
 mod basics;
 mod core;
+mod csv;
 mod enrich;
 mod scan;

@@ -1,11 +1,14 @@
 //! Dispatch from the job object to the pipeline a job runs: preparing, stepping, results.
 
+mod csv;
 mod enrich;
 mod scan;
 mod synthetic;
 
+pub use csv::INPUT_PREFIX as CSV_INPUT_PREFIX;
 pub use enrich::INPUT_KEY as ENRICH_INPUT_KEY;
 
+use crate::csv_import::Deduper;
 use crate::enrich::BookInput;
 use crate::error::ApiError;
 use crate::job::JobError;
@@ -41,14 +44,20 @@ pub struct Cache {
     pub pending: Vec<(String, String)>,
     /// An enrichment batch's books.
     pub books: Option<Rc<Vec<BookInput>>>,
+    /// A CSV import's upload, its dedupe memory and its rows not yet stored.
+    pub csv_file: Option<Rc<Vec<u8>>>,
+    pub csv_deduper: Option<Deduper>,
+    pub csv_pending: csv::Pending,
 }
 
-/// Drains the results buffered since the last checkpoint into a write batch.
-pub fn take_pending(cache: &mut Cache) -> WriteBatch {
+/// Drains the results buffered since the last checkpoint into a write batch; a CSV import
+/// also advances its slice counter, which the same write stores.
+pub fn take_pending(obj: &JobObject) -> WriteBatch {
     let mut batch = WriteBatch::default();
-    for (key, text) in cache.pending.drain(..) {
+    for (key, text) in obj.with_cache(|cache| std::mem::take(&mut cache.pending)) {
         batch.text(&key, text);
     }
+    csv::take_pending(obj, &mut batch);
     batch
 }
 
@@ -62,6 +71,7 @@ pub async fn prepare(obj: &JobObject) -> Result<u64, StepFailure> {
         Some(Work::Synthetic(spec)) => Ok(spec.items),
         Some(Work::Scan(w)) => scan::prepare(obj, &w),
         Some(Work::Enrich(w)) => Ok(w.books as u64),
+        Some(Work::Csv(w)) => csv::prepare(obj, &w).await,
         None => Ok(0),
     }
 }
@@ -77,6 +87,7 @@ pub async fn step(
         Some(Work::Synthetic(spec)) => synthetic::step(obj, &spec, attempt).await,
         Some(Work::Scan(_)) => scan::step(obj, attempt, last_attempt).await,
         Some(Work::Enrich(_)) => enrich::step(obj).await,
+        Some(Work::Csv(_)) => csv::step(obj).await,
         None => Ok(Err(StepFailure::Transient("job vanished".into()))),
     }
 }
@@ -87,6 +98,7 @@ pub async fn results(obj: &JobObject) -> Result<Value, ApiError> {
         Some(Work::Synthetic(spec)) => Ok(synthetic::results(&spec)),
         Some(Work::Scan(_)) => scan::results(obj).await,
         Some(Work::Enrich(_)) => enrich::results(obj).await,
+        Some(Work::Csv(_)) => csv::results(obj).await,
         None => return Err(ApiError::not_found("no such job")),
     };
     document.map_err(|e| http::internal("reading results", e))
@@ -96,6 +108,7 @@ pub async fn results(obj: &JobObject) -> Result<Value, ApiError> {
 pub async fn after_end(obj: &JobObject) -> worker::Result<()> {
     match work(obj) {
         Some(Work::Scan(w)) => scan::after_end(obj, &w).await,
+        Some(Work::Csv(w)) => csv::after_end(obj, &w).await,
         _ => Ok(()),
     }
 }
