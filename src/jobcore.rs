@@ -32,6 +32,9 @@ pub struct JobRecord {
     /// A shorter throttle window than the pipeline's, for synthetic test jobs only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub throttle_window_ms: Option<Millis>,
+    /// When processing began (the state's `startTime` is the creation time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running_since: Option<Millis>,
 }
 
 /// What a refresh attempt needs from its caller.
@@ -66,6 +69,7 @@ impl JobRecord {
             schedule,
             throttle: PersistThrottle::default(),
             throttle_window_ms: None,
+            running_since: None,
         }
     }
 
@@ -106,9 +110,15 @@ impl JobRecord {
     /// queued → running: processing begins at once.
     pub fn begin(&mut self, total_count: u64, now: Millis) -> Result<(), IllegalTransition> {
         self.state.start(total_count, now)?;
+        self.running_since = Some(now);
         self.schedule.remove(TaskKind::Start);
         self.schedule.set(TaskKind::Process, now);
         Ok(())
+    }
+
+    /// How long the job has been processing: the `duration` of its summary.
+    pub fn processing_ms(&self, now: Millis) -> Millis {
+        now.saturating_sub(self.running_since.unwrap_or(self.state.start_time))
     }
 
     /// Records progress and decides whether it must be written now; `None` when nothing
@@ -269,6 +279,11 @@ mod tests {
         assert!(!r.on_ready(7_000), "running jobs do not restart");
         assert!(!r.schedule.contains(TaskKind::Start));
         assert_eq!(r.schedule.get(TaskKind::Process).unwrap().due, 6_000);
+        assert_eq!(
+            r.processing_ms(9_500),
+            3_500,
+            "duration counts from the start, not creation"
+        );
     }
 
     #[test]

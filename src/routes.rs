@@ -43,12 +43,16 @@ const POST: &str = "POST, OPTIONS";
 
 /// Resolves a request line. `OPTIONS` on any path is a preflight (contract section 1); on a
 /// known path another method is 405 with the allowed methods, and unknown paths are 404.
-pub fn resolve(method: &str, path: &str) -> Result<Resolved, ApiError> {
+///
+/// The synthetic-job route exists only when `test_routes` is on; otherwise that path is
+/// unknown like any other, so a production deployment does not reveal it.
+pub fn resolve(method: &str, path: &str, test_routes: bool) -> Result<Resolved, ApiError> {
     if method == "OPTIONS" {
         return Ok(Resolved::Preflight);
     }
-    let (route, allow) =
-        match_path(path).ok_or_else(|| ApiError::not_found(format!("no route for {path}")))?;
+    let (route, allow) = match_path(path)
+        .filter(|(route, _)| test_routes || *route != Route::CreateSyntheticJob)
+        .ok_or_else(|| ApiError::not_found(format!("no route for {path}")))?;
     let wanted = if allow == GET { "GET" } else { "POST" };
     if method == wanted {
         Ok(Resolved::Route(route))
@@ -108,7 +112,7 @@ mod tests {
     use crate::error::ErrorCode;
 
     fn route(method: &str, path: &str) -> Route {
-        match resolve(method, path) {
+        match resolve(method, path, true) {
             Ok(Resolved::Route(r)) => r,
             other => panic!("{method} {path}: {other:?}"),
         }
@@ -206,11 +210,11 @@ mod tests {
             ("HEAD", "/health", ErrorCode::MethodNotAllowed),
         ];
         for (method, path, code) in table {
-            let err = resolve(method, path).unwrap_err();
+            let err = resolve(method, path, true).unwrap_err();
             assert_eq!(err.code, *code, "{method} {path}");
         }
         assert_eq!(
-            resolve("POST", "/health").unwrap_err().allow,
+            resolve("POST", "/health", true).unwrap_err().allow,
             Some("GET, OPTIONS")
         );
     }
@@ -218,9 +222,21 @@ mod tests {
     #[test]
     fn options_anywhere_is_a_preflight() {
         assert_eq!(
-            resolve("OPTIONS", "/api/import/csv"),
+            resolve("OPTIONS", "/api/import/csv", false),
             Ok(Resolved::Preflight)
         );
-        assert_eq!(resolve("OPTIONS", "/nope"), Ok(Resolved::Preflight));
+        assert_eq!(resolve("OPTIONS", "/nope", false), Ok(Resolved::Preflight));
+    }
+
+    #[test]
+    fn the_test_route_is_unknown_unless_enabled() {
+        for method in ["GET", "POST", "PUT"] {
+            let err = resolve(method, "/api/test/jobs", false).unwrap_err();
+            assert_eq!(err.code, ErrorCode::NotFound, "{method}");
+        }
+        assert_eq!(
+            resolve("POST", "/api/test/jobs", true),
+            Ok(Resolved::Route(Route::CreateSyntheticJob))
+        );
     }
 }

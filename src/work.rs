@@ -99,6 +99,9 @@ pub struct EnrichWork {
     pub found: usize,
     pub not_found: usize,
     pub provider_errors: usize,
+    /// Provider errors where some provider failed transiently (5xx, 429, timeout).
+    #[serde(default)]
+    pub retryable_errors: usize,
 }
 
 impl EnrichWork {
@@ -109,6 +112,7 @@ impl EnrichWork {
             found: 0,
             not_found: 0,
             provider_errors: 0,
+            retryable_errors: 0,
         }
     }
 

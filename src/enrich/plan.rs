@@ -59,7 +59,8 @@ pub struct Lookup {
     /// A provider answered (even with nothing): the book is then "not found", not an error.
     answered: bool,
     failures: Vec<String>,
-    requests: u32,
+    /// Some provider failed in a way that may pass (5xx, 429, timeout, no answer).
+    transient: bool,
 }
 
 impl Lookup {
@@ -77,19 +78,18 @@ impl Lookup {
             stage,
             answered: false,
             failures: Vec::new(),
-            requests: 0,
+            transient: false,
         };
         let step = lookup.request();
         (lookup, step)
     }
 
-    /// How many requests this lookup has asked for so far.
-    pub fn requests(&self) -> u32 {
-        self.requests
+    /// Whether a provider error outcome might not recur: some provider failed transiently.
+    pub fn failed_transiently(&self) -> bool {
+        self.transient
     }
 
     fn request(&mut self) -> Step {
-        self.requests += 1;
         let b = &self.bases;
         let url = match &self.stage {
             Stage::GoogleByIsbn => {
@@ -165,6 +165,7 @@ impl Lookup {
                 if matches!(self.stage, Stage::OpenLibraryAuthor { .. }) {
                     return self.author_done(None);
                 }
+                self.transient = true;
                 return self.fail(network);
             }
             Ok(pair) => pair,
@@ -181,7 +182,8 @@ impl Lookup {
                     self.answered = true;
                     self.next_stage()
                 }
-                LookupFailure::Transient | LookupFailure::Permanent => {
+                failure => {
+                    self.transient |= failure.is_retryable();
                     self.fail(format!("HTTP {status}"))
                 }
             };
@@ -369,6 +371,17 @@ mod tests {
         );
         assert!(!outcome.success);
         let error = outcome.error.unwrap();
+        let (mut lookup, _) = Lookup::start(BookInput::new("Anything", None, None), bases());
+        lookup.answer(Ok((403, String::new())));
+        lookup.answer(Ok((400, String::new())));
+        assert!(
+            !lookup.failed_transiently(),
+            "rejections are not worth retrying"
+        );
+        let (mut lookup, _) = Lookup::start(BookInput::new("Anything", None, None), bases());
+        lookup.answer(Ok((403, String::new())));
+        lookup.answer(Err("timeout".into()));
+        assert!(lookup.failed_transiently());
         assert!(
             error.starts_with("every provider failed")
                 && error.contains("HTTP 503")

@@ -1,8 +1,7 @@
 //! The Worker's fetch entry point: resolve the route, validate what can be validated without
 //! state, and forward to the job's Durable Object.
 
-use crate::config::Config;
-use crate::csv_import::{read_header, HeaderError, ImportTotals};
+use crate::csv_import::{read_header, HeaderError, ImportTotals, MAX_HEADER_COLUMNS};
 use crate::enrich;
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{new_job_id, parse_job_id};
@@ -41,29 +40,25 @@ fn start() {
 pub async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
     let config = http::config(&env);
     let origin = http::header(&req, "origin");
-    let response = match routes::resolve(req.method().as_ref(), &req.path()) {
+    let response = match routes::resolve(
+        req.method().as_ref(),
+        &req.path(),
+        config.enable_test_routes,
+    ) {
         Ok(Resolved::Preflight) => return Ok(http::preflight(&config, origin.as_deref())),
-        Ok(Resolved::Route(route)) => http::result(dispatch(route, req, &env, &config).await),
+        Ok(Resolved::Route(route)) => http::result(dispatch(route, req, &env).await),
         Err(err) => http::error(&err),
     };
     Ok(http::with_cors(response, &config, origin.as_deref()))
 }
 
-async fn dispatch(
-    route: Route,
-    mut req: Request,
-    env: &Env,
-    config: &Config,
-) -> Result<Response, ApiError> {
+async fn dispatch(route: Route, mut req: Request, env: &Env) -> Result<Response, ApiError> {
     match route {
         Route::Health => Ok(http::ok(
             200,
             &json!({ "status": "ok", "version": crate::VERSION, "commit": crate::COMMIT }),
         )),
         Route::CreateSyntheticJob => {
-            if !config.enable_test_routes {
-                return Err(ApiError::not_found("no route for /api/test/jobs"));
-            }
             let body = http::read_body_limited(&mut req, SMALL_JSON_LIMIT).await?;
             let (spec, proposed) = synthetic::parse_spec(&body)?;
             let create = CreateJob {
@@ -226,7 +221,13 @@ async fn read_csv_upload(req: &mut Request) -> Result<Vec<u8>, ApiError> {
 fn csv_header_error(err: HeaderError) -> ApiError {
     let details = match &err {
         HeaderError::NoTitleColumn { columns_found } => json!({ "columnsFound": columns_found }),
-        other => json!({ "reason": format!("{other:?}") }),
+        HeaderError::Empty => json!({ "reason": "empty" }),
+        HeaderError::TooManyColumns { count } => {
+            json!({ "reason": "too_many_columns", "columns": count, "maxColumns": MAX_HEADER_COLUMNS })
+        }
+        HeaderError::TooLong { limit } => {
+            json!({ "reason": "header_too_long", "limitBytes": limit })
+        }
     };
     ApiError::invalid(format!(
         "the CSV header cannot be imported: {}",

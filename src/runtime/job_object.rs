@@ -97,6 +97,15 @@ impl DurableObject for JobObject {
                 (Some(Err(e)), _) | (_, Some(Err(e))) => Err(e),
                 (Some(Ok(_)), None) => Err("work is missing".to_string()),
             };
+            if let Ok(Some(job)) = &loaded {
+                if !job.record.state.status.is_terminal() {
+                    // The version skipped past what may have been sent unpersisted; store the
+                    // new floor at once, so a second restart cannot hand out the same versions.
+                    let mut batch = WriteBatch::default();
+                    batch.json(CORE_KEY, &job.record);
+                    store::write(&storage, &counters, batch).await?;
+                }
+            }
             let mut memory = memory.borrow_mut();
             match loaded {
                 Ok(job) => memory.job = job,
@@ -251,6 +260,13 @@ impl JobObject {
         self.mem.borrow_mut().job.as_mut().map(f)
     }
 
+    /// Milliseconds since processing began, for a summary's `duration`.
+    pub fn processing_ms(&self) -> Millis {
+        let now = http::now();
+        self.with_job(|job| job.record.processing_ms(now))
+            .unwrap_or(0)
+    }
+
     pub fn is_running(&self) -> bool {
         self.with_job(|job| job.record.state.status) == Some(Status::Running)
     }
@@ -380,14 +396,18 @@ impl JobObject {
         let now = http::now();
         let mut random = [0u8; token::RANDOM_BYTES];
         getrandom::fill(&mut random).map_err(|e| http::internal("drawing token randomness", e))?;
-        let (job_id, new_token, expected_old_hash) = self
+        let (job_id, new_token, before) = self
             .with_job(|job| {
                 let id = job.record.state.job_id.clone();
                 let new_token = self.signer.issue(&id, random);
-                let old_hash = job.record.auth.hash.clone();
-                (id, new_token, old_hash)
+                (
+                    id,
+                    new_token,
+                    (job.record.auth.clone(), job.record.schedule.clone()),
+                )
             })
             .ok_or_else(|| ApiError::not_found("no such job"))?;
+        let expected_old_hash = before.0.hash.clone();
         // The check and the swap happen in one synchronous step, so of N concurrent refreshes
         // exactly one wins; the others see the new hash and get 401.
         let outcome = self
@@ -434,6 +454,16 @@ impl JobObject {
             })
             .await;
         self.io.writes.set(self.io.writes.get() + 1);
+        if result.is_err() || !swapped.get() {
+            // The new token was never handed out: put the old credential back, so the client
+            // can try again with it.
+            let new_hash = token::hash(&new_token);
+            self.with_job(|job| {
+                if job.record.auth.hash == new_hash {
+                    (job.record.auth, job.record.schedule) = before;
+                }
+            });
+        }
         if let Err(e) = result {
             return Err(http::internal("storing a refreshed token", e));
         }
@@ -760,7 +790,7 @@ impl JobObject {
     ) -> worker::Result<()> {
         let error = match failure {
             StepFailure::Permanent(error) => error,
-            StepFailure::Transient(message) => {
+            StepFailure::Transient { code, message } => {
                 let policy = self.retry_policy();
                 let outcome = self.with_job(|job| job.record.schedule.retry(kind, now, policy));
                 match outcome {
@@ -770,7 +800,7 @@ impl JobObject {
                         return self.write_core(WriteBatch::default()).await;
                     }
                     Some(RetryOutcome::Exhausted { attempts }) => JobError {
-                        code: "PROVIDER_ERROR".into(),
+                        code: code.into(),
                         message: format!("{message} (gave up after {attempts} attempts)"),
                         retryable: true,
                     },

@@ -791,3 +791,15 @@ async fn a_flush_persists_pending_progress_when_the_window_closes() {
         .collect();
     assert_eq!(flushed, [1, 2], "flushes wrote the pending updates");
 }
+
+#[tokio::test]
+async fn versions_keep_rising_across_repeated_restarts() {
+    let mut w = Worker::start(test_options()).await;
+    let job = synthetic(&w, json!({ "items": 5 })).await;
+    let mut versions = vec![job_state(&w, &job).await["version"].as_u64().unwrap()];
+    for _ in 0..2 {
+        w.restart().await;
+        versions.push(job_state(&w, &job).await["version"].as_u64().unwrap());
+    }
+    assert!(versions.windows(2).all(|v| v[0] < v[1]), "versions must rise: {versions:?}");
+}

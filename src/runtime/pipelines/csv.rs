@@ -5,7 +5,6 @@ use crate::csv_import::{
     count_data_records, parse_slice, success_rate, Book, Deduper, RowError, RowWarning,
 };
 use crate::internal;
-use crate::runtime::http;
 use crate::runtime::job_object::JobObject;
 use crate::runtime::store::{self, WriteBatch};
 use crate::work::{CsvWork, Work};
@@ -127,14 +126,14 @@ async fn deduper(obj: &JobObject) -> worker::Result<Deduper> {
 pub async fn prepare(obj: &JobObject, work: &CsvWork) -> Result<u64, StepFailure> {
     let file = file(obj, work)
         .await
-        .map_err(|e| StepFailure::Transient(e.to_string()))?;
+        .map_err(|e| StepFailure::internal(format!("the upload could not be read: {e}")))?;
     let rest = file.get(work.cursor.offset as usize..).unwrap_or_default();
     Ok(count_data_records(&work.header, rest, work.cursor))
 }
 
 pub async fn step(obj: &JobObject) -> worker::Result<Result<StepOutcome, StepFailure>> {
     let Some(mut work) = work(obj) else {
-        return Ok(Err(StepFailure::Transient("import work is missing".into())));
+        return Ok(Err(StepFailure::internal("import work is missing")));
     };
     let file = file(obj, &work).await?;
     let mut deduper = deduper(obj).await?;
@@ -177,7 +176,7 @@ pub async fn step(obj: &JobObject) -> worker::Result<Result<StepOutcome, StepFai
     if !done {
         return Ok(Ok(StepOutcome::Continue { delay_ms: 0 }));
     }
-    let started = obj.with_job(|job| job.record.state.start_time).unwrap_or(0);
+    let duration = obj.processing_ms();
     let t = work.totals;
     Ok(Ok(StepOutcome::Done {
         summary: json!({
@@ -188,7 +187,7 @@ pub async fn step(obj: &JobObject) -> worker::Result<Result<StepOutcome, StepFai
             "invalidUtf8Rows": t.invalid_utf8_rows,
             "format": work.header.format.as_str(),
             "successRate": success_rate(&t),
-            "duration": http::now().saturating_sub(started),
+            "duration": duration,
         }),
     }))
 }

@@ -49,12 +49,13 @@ async fn books(obj: &JobObject) -> worker::Result<Rc<Vec<BookInput>>> {
     Ok(books)
 }
 
-/// Runs one book's lookup plan, performing each request it asks for.
-async fn look_up(input: BookInput, bases: Bases, timeout_ms: u64) -> BookOutcome {
+/// Runs one book's lookup plan, performing each request it asks for. Also says whether a
+/// provider error might pass (some provider failed transiently).
+async fn look_up(input: BookInput, bases: Bases, timeout_ms: u64) -> (BookOutcome, bool) {
     let (mut lookup, mut step) = Lookup::start(input, bases);
     loop {
         match step {
-            Step::Done(outcome) => return *outcome,
+            Step::Done(outcome) => return (*outcome, lookup.failed_transiently()),
             Step::Fetch(url) => {
                 let started = http::now();
                 let answer = provider::send(
@@ -77,7 +78,7 @@ async fn look_up(input: BookInput, bases: Bases, timeout_ms: u64) -> BookOutcome
     }
 }
 
-fn record(obj: &JobObject, index: usize, outcome: &BookOutcome) -> usize {
+fn record(obj: &JobObject, index: usize, outcome: &BookOutcome, transient: bool) -> usize {
     let text = serde_json::to_string(outcome).unwrap_or_default();
     obj.with_cache(|cache| cache.pending.push((result_key(index), text)));
     obj.with_job(|job| {
@@ -88,7 +89,10 @@ fn record(obj: &JobObject, index: usize, outcome: &BookOutcome) -> usize {
         match (&outcome.success, outcome.error.as_deref()) {
             (true, _) => w.found += 1,
             (false, Some(NOT_FOUND_MESSAGE)) => w.not_found += 1,
-            (false, _) => w.provider_errors += 1,
+            (false, _) => {
+                w.provider_errors += 1;
+                w.retryable_errors += usize::from(transient);
+            }
         }
         w.finished()
     })
@@ -97,9 +101,7 @@ fn record(obj: &JobObject, index: usize, outcome: &BookOutcome) -> usize {
 
 pub async fn step(obj: &JobObject) -> worker::Result<Result<StepOutcome, StepFailure>> {
     let Some(work) = work(obj) else {
-        return Ok(Err(StepFailure::Transient(
-            "enrichment work is missing".into(),
-        )));
+        return Ok(Err(StepFailure::internal("enrichment work is missing")));
     };
     let chunk = work.next_chunk(CHUNK);
     if chunk.is_empty() {
@@ -118,12 +120,12 @@ pub async fn step(obj: &JobObject) -> worker::Result<Result<StepOutcome, StepFai
         async move { (index, look_up(input, bases, timeout).await) }
     });
     let mut outcomes = futures::stream::iter(lookups).buffer_unordered(CHUNK);
-    while let Some((index, outcome)) = outcomes.next().await {
+    while let Some((index, (outcome, transient))) = outcomes.next().await {
         if !obj.is_running() {
             // Canceled mid-chunk: what is still in flight is dropped with the stream.
             return Ok(Ok(StepOutcome::Continue { delay_ms: 0 }));
         }
-        let finished = record(obj, index, &outcome);
+        let finished = record(obj, index, &outcome, transient);
         obj.progress(
             finished as u64,
             Some(format!("Enriched {finished} of {}", work.books)),
@@ -147,10 +149,12 @@ fn finish(obj: &JobObject, work: &EnrichWork) -> Result<StepOutcome, StepFailure
                 "every one of the {} lookups failed: the book providers are unreachable",
                 work.books
             ),
-            retryable: true,
+            // Worth trying later only if some provider failed in a way that may pass; a
+            // rejected key or request would fail again.
+            retryable: work.retryable_errors > 0,
         }));
     }
-    let started = obj.with_job(|job| job.record.state.start_time).unwrap_or(0);
+    let duration = obj.processing_ms();
     Ok(StepOutcome::Done {
         summary: json!({
             "totalProcessed": work.books,
@@ -158,7 +162,7 @@ fn finish(obj: &JobObject, work: &EnrichWork) -> Result<StepOutcome, StepFailure
             "failureCount": work.not_found + work.provider_errors,
             "notFound": work.not_found,
             "providerErrors": work.provider_errors,
-            "duration": http::now().saturating_sub(started),
+            "duration": duration,
         }),
     })
 }

@@ -30,10 +30,29 @@ pub enum StepOutcome {
 
 /// Why a step (or the preparation before the first one) did not succeed.
 pub enum StepFailure {
-    /// Worth retrying with backoff (provider 5xx, timeout, rate limit).
-    Transient(String),
+    /// Worth retrying with backoff; when the retries run out, the job fails with this error
+    /// code and a retryable error.
+    Transient { code: &'static str, message: String },
     /// Retrying cannot help; the job fails with this error.
     Permanent(JobError),
+}
+
+impl StepFailure {
+    /// An upstream provider failed in a way that may pass (5xx, timeout, rate limit).
+    pub fn provider(message: impl Into<String>) -> Self {
+        Self::Transient {
+            code: "PROVIDER_ERROR",
+            message: message.into(),
+        }
+    }
+
+    /// Our own side failed (storage, state that should be there); retried like the rest.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::Transient {
+            code: "INTERNAL_ERROR",
+            message: message.into(),
+        }
+    }
 }
 
 /// In-memory pipeline state that is not persisted (it can be rebuilt from storage), and the
@@ -88,7 +107,7 @@ pub async fn step(
         Some(Work::Scan(_)) => scan::step(obj, attempt, last_attempt).await,
         Some(Work::Enrich(_)) => enrich::step(obj).await,
         Some(Work::Csv(_)) => csv::step(obj).await,
-        None => Ok(Err(StepFailure::Transient("job vanished".into()))),
+        None => Ok(Err(StepFailure::internal("the job's work is missing"))),
     }
 }
 

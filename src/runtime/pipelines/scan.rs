@@ -124,7 +124,7 @@ pub async fn step(
     last_attempt: bool,
 ) -> worker::Result<Result<StepOutcome, StepFailure>> {
     let Some(work) = work(obj) else {
-        return Ok(Err(StepFailure::Transient("scan work is missing".into())));
+        return Ok(Err(StepFailure::internal("scan work is missing")));
     };
     let Some(position) = work.next_photo() else {
         return finish(obj, &work).await;
@@ -158,7 +158,7 @@ pub async fn step(
         }
         Err((message, true)) if !last_attempt => {
             update_photo(obj, position, |p| p.record.status = PhotoStatus::Queued);
-            return Ok(Err(StepFailure::Transient(message)));
+            return Ok(Err(StepFailure::provider(message)));
         }
         Err((message, retryable)) => {
             obj.log_job(
@@ -215,7 +215,7 @@ async fn finish(
         stored_books(obj).await?,
         obj.config().scan_confidence_threshold,
     );
-    let started = obj.with_job(|job| job.record.state.start_time).unwrap_or(0);
+    let duration = obj.processing_ms();
     let photos: Vec<Value> = work
         .photos
         .iter()
@@ -226,7 +226,7 @@ async fn finish(
             "totalProcessed": total,
             "successCount": total - work.failed(),
             "failureCount": work.failed(),
-            "duration": http::now().saturating_sub(started),
+            "duration": duration,
             "totalDetected": scan.total_detected,
             "approved": scan.approved,
             "needsReview": scan.needs_review,

@@ -1,7 +1,6 @@
 //! The synthetic pipeline's glue: reports N items through the same machinery as real work.
 
 use super::{StepFailure, StepOutcome};
-use crate::runtime::http;
 use crate::runtime::job_object::JobObject;
 use crate::synthetic::{self, SyntheticSpec};
 use serde_json::{json, Value};
@@ -17,7 +16,7 @@ pub async fn step(
     // Failures are injected only into runs that have items to process; a run that merely
     // confirms the end (after a held progress report) always succeeds.
     if processed < spec.items && attempt < spec.fail_first_attempts {
-        return Ok(Err(StepFailure::Transient(format!(
+        return Ok(Err(StepFailure::provider(format!(
             "synthetic failure on attempt {}",
             attempt + 1
         ))));
@@ -26,18 +25,12 @@ pub async fn step(
         obj.progress(item, Some(synthetic::item_label(item, spec.items)))
             .await?;
     }
-    let (processed, started) = obj
-        .with_job(|job| {
-            (
-                job.record.state.processed_count,
-                job.record.state.start_time,
-            )
-        })
-        .unwrap_or((0, 0));
+    let processed = obj
+        .with_job(|job| job.record.state.processed_count)
+        .unwrap_or(0);
     if processed >= spec.items {
-        let duration = http::now().saturating_sub(started);
         return Ok(Ok(StepOutcome::Done {
-            summary: synthetic::summary(spec, duration),
+            summary: synthetic::summary(spec, obj.processing_ms()),
         }));
     }
     Ok(Ok(StepOutcome::Continue {
