@@ -1,5 +1,11 @@
-//! Job ids: UUIDs in their canonical hyphenated form, parsed strictly and generated as v4.
+//! Job ids: UUIDs in their canonical hyphenated form, parsed strictly and issued as v4.
+//!
+//! An id the server issues carries, inside its random bits, the second it was issued and a
+//! 32-bit MAC. The Worker can therefore tell an id it issued recently, whose job must still
+//! exist, from any other UUID, and refuse a forged token for it without touching an object.
 
+use crate::time::Millis;
+use crate::token::hmac_sha256;
 use uuid::Uuid;
 
 /// Accepts only the 36-character hyphenated form (any case), so that one job has exactly one
@@ -20,12 +26,30 @@ pub fn parse_job_id(text: &str) -> Option<String> {
         .map(|u| u.hyphenated().to_string())
 }
 
-/// A random (version 4) UUID from caller-supplied entropy.
-pub fn new_job_id(random: [u8; 16]) -> String {
-    uuid::Builder::from_random_bytes(random)
-        .into_uuid()
-        .hyphenated()
-        .to_string()
+fn id_mac(key: &[u8], body: &[u8]) -> [u8; 4] {
+    let mac = hmac_sha256(key, &[b"bookstrack-job-id-v1\0", body]);
+    [mac[0], mac[1], mac[2], mac[3]]
+}
+
+/// An id for a new job: issue time (4 bytes), 58 random bits, and a MAC (4 bytes), laid out
+/// as a valid version-4, RFC 4122 variant UUID.
+pub fn issue_job_id(key: &[u8], now: Millis, random: [u8; 8]) -> String {
+    let mut bytes = [0u8; 16];
+    bytes[..4].copy_from_slice(&((now / 1_000) as u32).to_be_bytes());
+    bytes[4..12].copy_from_slice(&random);
+    bytes[6] = 0x40 | (bytes[6] & 0x0f);
+    bytes[8] = 0x80 | (bytes[8] & 0x3f);
+    let mac = id_mac(key, &bytes[..12]);
+    bytes[12..].copy_from_slice(&mac);
+    Uuid::from_bytes(bytes).hyphenated().to_string()
+}
+
+/// When this server issued `job_id` (epoch ms, to the second), or `None` for any id it did
+/// not issue with `key`, such as one a client proposed.
+pub fn issued_at(key: &[u8], job_id: &str) -> Option<Millis> {
+    let bytes = *Uuid::try_parse(job_id).ok()?.as_bytes();
+    (id_mac(key, &bytes[..12]) == bytes[12..])
+        .then(|| Millis::from(u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])) * 1_000)
 }
 
 #[cfg(test)]
@@ -62,14 +86,33 @@ mod tests {
     }
 
     #[test]
-    fn generated_ids_are_v4_and_parse_back() {
-        let id = new_job_id([0xab; 16]);
+    fn issued_ids_are_v4_uuids_that_reveal_their_issue_time_only_to_the_key() {
+        let now = 1_795_306_530_042;
+        let id = issue_job_id(b"k", now, [7; 8]);
         assert_eq!(parse_job_id(&id).as_deref(), Some(id.as_str()));
         assert_eq!(&id[14..15], "4", "version nibble");
         assert!(
             matches!(&id[19..20], "8" | "9" | "a" | "b"),
             "RFC 4122 variant"
         );
-        assert_ne!(new_job_id([1; 16]), new_job_id([2; 16]));
+        assert_eq!(issued_at(b"k", &id), Some(now / 1_000 * 1_000));
+        assert_eq!(
+            issued_at(b"other", &id),
+            None,
+            "another key did not issue it"
+        );
+        assert_ne!(issue_job_id(b"k", now, [8; 8]), id, "randomness matters");
+        // Flip one hex digit anywhere: no longer ours.
+        for pos in [0, 10, 20, 30, 35] {
+            let mut forged: Vec<char> = id.chars().collect();
+            forged[pos] = if forged[pos] == '0' { '1' } else { '0' };
+            let forged: String = forged.into_iter().collect();
+            assert_eq!(issued_at(b"k", &forged), None, "{forged}");
+        }
+        assert_eq!(
+            issued_at(b"k", "0b7c8f0e-4d3b-4e44-9a4e-1f2a3b4c5d6e"),
+            None
+        );
+        assert_eq!(issued_at(b"k", "not a uuid"), None);
     }
 }

@@ -9,6 +9,8 @@
 //!
 //! Domain:
 //! - [`routes`]: the route table, and the 404/405 answers.
+//! - [`limits`]: every request-size limit, and the checks on the request line.
+//! - [`rate_limit`]: per-client buckets and the sliding window behind 429.
 //! - [`error`], [`envelope`]: the one error type and the JSON envelope every answer wears.
 //! - [`config`]: wrangler vars and secrets, with the contract's defaults.
 //! - [`ids`], [`token`]: job ids; token issuing, hashing, expiry and refresh rules.
@@ -42,9 +44,11 @@ pub mod internal;
 pub mod isbn;
 pub mod job;
 pub mod jobcore;
+pub mod limits;
 pub mod logline;
 pub mod multipart;
 pub mod protocol;
+pub mod rate_limit;
 pub mod routes;
 pub mod scan;
 pub mod schedule;

@@ -1,35 +1,37 @@
 //! The Worker's fetch entry point: resolve the route, validate what can be validated without
 //! state, and forward to the job's Durable Object.
 
+use crate::config::Config;
 use crate::csv_import::{read_header, HeaderError, ImportTotals, MAX_HEADER_COLUMNS};
 use crate::enrich;
 use crate::error::{ApiError, ErrorCode};
-use crate::ids::{new_job_id, parse_job_id};
+use crate::ids::{issue_job_id, issued_at, parse_job_id};
 use crate::internal::{self, Blob, CreateJob};
 use crate::job::Pipeline;
+use crate::limits::{
+    check_request, single_query_param, CSV_BODY_BYTES, CSV_HEADER_WINDOW_BYTES,
+    ENRICHMENT_BODY_BYTES, MULTIPART_OVERHEAD_BYTES, SMALL_JSON_BODY_BYTES,
+};
 use crate::multipart;
+use crate::rate_limit::Bucket;
 use crate::routes::{self, Resolved, Route};
 use crate::runtime::http;
 use crate::runtime::job_object::stub_for;
 use crate::runtime::pipelines::{CSV_INPUT_PREFIX, ENRICH_INPUT_KEY};
+use crate::runtime::rate_limiter::{self, Decision};
 use crate::scan::request::{self as scan_request, ScanImage};
 use crate::synthetic;
+use crate::time::Millis;
+use crate::token::{self, TokenSigner};
 use crate::work::{CsvWork, EnrichWork, ScanPhoto, ScanWork, Work};
 use serde::Deserialize;
 use serde_json::json;
 use worker::js_sys::Uint8Array;
 use worker::{event, Context, Env, Headers, Method, Request, RequestInit, Response};
 
-/// Bodies of the small JSON routes (refresh, cancel by body, synthetic jobs).
-const SMALL_JSON_LIMIT: usize = 16 * 1024;
-/// 100 books at their longest fields are about 90 KB of JSON; this leaves room for spacing.
-pub const ENRICHMENT_BODY_LIMIT: usize = 256 * 1024;
-/// The largest CSV upload (contract section 2).
-pub const CSV_MAX_BYTES: usize = 10 * 1024 * 1024;
-/// Room for a multipart envelope around a CSV file of the largest size.
-const MULTIPART_OVERHEAD: usize = 64 * 1024;
-/// The header row must end within the upload's first 64 KiB.
-const CSV_HEADER_WINDOW: usize = 64 * 1024;
+/// How long before the end of its guaranteed lifetime a job issued here is no longer assumed
+/// to exist, allowing for clock differences between machines.
+const EXISTENCE_MARGIN_MS: Millis = 60_000;
 
 #[event(start)]
 fn start() {
@@ -40,29 +42,112 @@ fn start() {
 pub async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
     let config = http::config(&env);
     let origin = http::header(&req, "origin");
-    let response = match routes::resolve(
-        req.method().as_ref(),
-        &req.path(),
-        config.enable_test_routes,
-    ) {
+    let resolved = request_size(&req).and_then(|()| {
+        routes::resolve(
+            req.method().as_ref(),
+            &req.path(),
+            config.enable_test_routes,
+        )
+    });
+    let response = match resolved {
         Ok(Resolved::Preflight) => return Ok(http::preflight(&config, origin.as_deref())),
-        Ok(Resolved::Route(route)) => http::result(dispatch(route, req, &env).await),
+        Ok(Resolved::Route(route)) => {
+            let ctx = Ctx {
+                env: &env,
+                config: &config,
+                client_ip: http::header(&req, "cf-connecting-ip"),
+            };
+            http::result(dispatch(&ctx, route, req).await)
+        }
         Err(err) => http::error(&err),
     };
     Ok(http::with_cors(response, &config, origin.as_deref()))
 }
 
-async fn dispatch(route: Route, mut req: Request, env: &Env) -> Result<Response, ApiError> {
+fn request_size(req: &Request) -> Result<(), ApiError> {
+    let url = req
+        .url()
+        .map_err(|_| ApiError::invalid("the URL cannot be parsed"))?;
+    let header_bytes = req
+        .headers()
+        .entries()
+        .map(|(k, v)| k.len() + v.len())
+        .sum();
+    check_request(url.path(), url.query(), header_bytes)
+}
+
+/// What every handler needs besides the request.
+struct Ctx<'a> {
+    env: &'a Env,
+    config: &'a Config,
+    client_ip: Option<String>,
+}
+
+impl Ctx<'_> {
+    /// Counts the request against the client's per-minute limit for `bucket`: 429 when it is
+    /// used up. Called after validation, so only well-formed requests count, and a refused
+    /// request has no other effect.
+    async fn limit(&self, bucket: Bucket) -> Result<(), ApiError> {
+        match rate_limiter::acquire(self.env, self.client_ip.as_deref(), bucket).await {
+            Decision::Allowed => Ok(()),
+            Decision::Refused { retry_after_secs } => {
+                http::log("ratelimit.refused", json!({ "bucket": bucket.as_str() }));
+                Err(ApiError::rate_limited(retry_after_secs))
+            }
+        }
+    }
+
+    fn signing_key(&self) -> &[u8] {
+        self.config.token_signing_key.as_bytes()
+    }
+
+    fn fresh_job_id(&self) -> String {
+        let mut random = [0u8; 8];
+        // Workers always provide crypto.getRandomValues; without it nothing here could work.
+        let _ = getrandom::fill(&mut random);
+        issue_job_id(self.signing_key(), http::now(), random)
+    }
+
+    /// Refuses, without touching any object, a request for a job this server issued so
+    /// recently that it must still exist, when its token is missing or was never issued for
+    /// it. Every other request goes to the job's object, which answers 404 before 401 as
+    /// the contract orders.
+    fn edge_auth(&self, job_id: &str, token: Option<&str>) -> Result<(), ApiError> {
+        let Some(issued) = issued_at(self.signing_key(), job_id) else {
+            return Ok(());
+        };
+        let certain_until =
+            (issued + self.config.results_ttl_ms).saturating_sub(EXISTENCE_MARGIN_MS);
+        if http::now() >= certain_until {
+            return Ok(());
+        }
+        let refused = match token.filter(|t| !t.is_empty()) {
+            None => token::TokenError::Missing,
+            Some(t) if TokenSigner::new(self.signing_key()).is_authentic(job_id, t) => {
+                return Ok(())
+            }
+            Some(_) => token::TokenError::Wrong,
+        };
+        http::log(
+            "auth.refused_at_edge",
+            json!({ "jobId": job_id, "reason": refused.message() }),
+        );
+        Err(ApiError::auth(refused.message()))
+    }
+}
+
+async fn dispatch(ctx: &Ctx<'_>, route: Route, mut req: Request) -> Result<Response, ApiError> {
+    let env = ctx.env;
     match route {
         Route::Health => Ok(http::ok(
             200,
             &json!({ "status": "ok", "version": crate::VERSION, "commit": crate::COMMIT }),
         )),
         Route::CreateSyntheticJob => {
-            let body = http::read_body_limited(&mut req, SMALL_JSON_LIMIT).await?;
+            let body = http::read_body_limited(&mut req, SMALL_JSON_BODY_BYTES).await?;
             let (spec, proposed) = synthetic::parse_spec(&body)?;
             let create = CreateJob {
-                job_id: proposed.unwrap_or_else(fresh_job_id),
+                job_id: proposed.unwrap_or_else(|| ctx.fresh_job_id()),
                 pipeline: spec.pipeline,
                 total_count: spec.items,
                 work: Work::Synthetic(spec),
@@ -75,23 +160,27 @@ async fn dispatch(route: Route, mut req: Request, env: &Env) -> Result<Response,
             let body =
                 http::read_body_limited(&mut req, scan_request::MAX_SINGLE_BODY_BYTES).await?;
             let image = scan_request::parse_single(content_type.as_deref(), body)?;
-            create_scan(env, fresh_job_id(), vec![image]).await
+            ctx.limit(Bucket::Scan).await?;
+            create_scan(env, ctx.fresh_job_id(), vec![image]).await
         }
         Route::CreateScanBatch => {
             require_json(&req)?;
             let body =
                 http::read_body_limited(&mut req, scan_request::MAX_BATCH_BODY_BYTES).await?;
             let batch = scan_request::parse_batch(&body)?;
-            create_scan(env, batch.job_id.unwrap_or_else(fresh_job_id), batch.images).await
+            ctx.limit(Bucket::Scan).await?;
+            let job_id = batch.job_id.unwrap_or_else(|| ctx.fresh_job_id());
+            create_scan(env, job_id, batch.images).await
         }
         Route::CreateEnrichment => {
             require_json(&req)?;
-            let body = http::read_body_limited(&mut req, ENRICHMENT_BODY_LIMIT).await?;
+            let body = http::read_body_limited(&mut req, ENRICHMENT_BODY_BYTES).await?;
             let request = enrich::parse_request(&body)?;
+            ctx.limit(Bucket::Enrichment).await?;
             let books = serde_json::to_vec(&request.books)
                 .map_err(|e| http::internal("encoding books", e))?;
             let create = CreateJob {
-                job_id: request.job_id.unwrap_or_else(fresh_job_id),
+                job_id: request.job_id.unwrap_or_else(|| ctx.fresh_job_id()),
                 pipeline: Pipeline::BatchEnrichment,
                 total_count: request.books.len() as u64,
                 work: Work::Enrich(EnrichWork::new(request.books.len())),
@@ -105,11 +194,12 @@ async fn dispatch(route: Route, mut req: Request, env: &Env) -> Result<Response,
         Route::CreateCsvImport => {
             let file = read_csv_upload(&mut req).await?;
             // The header is checked before any job exists (contract section 2).
-            let prefix = &file[..file.len().min(CSV_HEADER_WINDOW)];
+            let prefix = &file[..file.len().min(CSV_HEADER_WINDOW_BYTES)];
             let (header, cursor) =
                 read_header(prefix, prefix.len() == file.len()).map_err(csv_header_error)?;
+            ctx.limit(Bucket::Csv).await?;
             let create = CreateJob {
-                job_id: fresh_job_id(),
+                job_id: ctx.fresh_job_id(),
                 pipeline: Pipeline::CsvImport,
                 total_count: 0,
                 work: Work::Csv(CsvWork {
@@ -125,6 +215,7 @@ async fn dispatch(route: Route, mut req: Request, env: &Env) -> Result<Response,
         }
         Route::JobState { job_id } => {
             let job_id = valid_job_id(&job_id)?;
+            ctx.edge_auth(&job_id, http::bearer(&req).as_deref())?;
             forward(env, &job_id, Method::Get, "/internal/state", &req, None).await
         }
         Route::TokenRefresh => {
@@ -134,14 +225,16 @@ async fn dispatch(route: Route, mut req: Request, env: &Env) -> Result<Response,
                 job_id: Option<String>,
                 old_token: Option<String>,
             }
-            let raw = http::read_body_limited(&mut req, SMALL_JSON_LIMIT).await?;
+            let raw = http::read_body_limited(&mut req, SMALL_JSON_BODY_BYTES).await?;
             let body: Body = serde_json::from_slice(&raw)
                 .map_err(|_| ApiError::invalid("body must be JSON {jobId, oldToken}"))?;
             let job_id = valid_job_id(body.job_id.as_deref().unwrap_or(""))?;
+            ctx.edge_auth(&job_id, body.old_token.as_deref())?;
             let old_token = body
                 .old_token
                 .filter(|t| !t.is_empty())
                 .ok_or_else(|| ApiError::auth("missing oldToken"))?;
+            ctx.limit(Bucket::Refresh).await?;
             let forwarded =
                 serde_json::to_vec(&json!({ "oldToken": old_token })).unwrap_or_default();
             forward(
@@ -156,6 +249,7 @@ async fn dispatch(route: Route, mut req: Request, env: &Env) -> Result<Response,
         }
         Route::CancelById { job_id } => {
             let job_id = valid_job_id(&job_id)?;
+            ctx.edge_auth(&job_id, http::bearer(&req).as_deref())?;
             forward(env, &job_id, Method::Post, "/internal/cancel", &req, None).await
         }
         Route::CancelByBody => {
@@ -164,18 +258,20 @@ async fn dispatch(route: Route, mut req: Request, env: &Env) -> Result<Response,
             struct Body {
                 job_id: Option<String>,
             }
-            let raw = http::read_body_limited(&mut req, SMALL_JSON_LIMIT).await?;
+            let raw = http::read_body_limited(&mut req, SMALL_JSON_BODY_BYTES).await?;
             let body: Body = serde_json::from_slice(&raw)
                 .map_err(|_| ApiError::invalid("body must be JSON {jobId}"))?;
             let job_id = valid_job_id(body.job_id.as_deref().unwrap_or(""))?;
+            ctx.edge_auth(&job_id, http::bearer(&req).as_deref())?;
             forward(env, &job_id, Method::Post, "/internal/cancel", &req, None).await
         }
         Route::Results { pipeline, job_id } => {
             let job_id = valid_job_id(&job_id)?;
+            ctx.edge_auth(&job_id, http::bearer(&req).as_deref())?;
             let path = format!("/internal/results/{}", pipeline.results_segment());
             forward(env, &job_id, Method::Get, &path, &req, None).await
         }
-        Route::ProgressSocket => upgrade(env, req).await,
+        Route::ProgressSocket => upgrade(ctx, req).await,
     }
 }
 
@@ -193,7 +289,7 @@ const CSV_MEDIA_TYPES: &[&str] = &[
 async fn read_csv_upload(req: &mut Request) -> Result<Vec<u8>, ApiError> {
     let media = http::media_type(req).unwrap_or_default();
     if CSV_MEDIA_TYPES.contains(&media.as_str()) {
-        return http::read_body_limited(req, CSV_MAX_BYTES).await;
+        return http::read_body_limited(req, CSV_BODY_BYTES).await;
     }
     if media != "multipart/form-data" {
         let shown = if media.is_empty() {
@@ -206,14 +302,14 @@ async fn read_csv_upload(req: &mut Request) -> Result<Vec<u8>, ApiError> {
         )));
     }
     let content_type = http::header(req, "content-type").unwrap_or_default();
-    let body = http::read_body_limited(req, CSV_MAX_BYTES + MULTIPART_OVERHEAD).await?;
+    let body = http::read_body_limited(req, CSV_BODY_BYTES + MULTIPART_OVERHEAD_BYTES).await?;
     let boundary = multipart::boundary(&content_type)
         .ok_or_else(|| ApiError::invalid("multipart/form-data needs a boundary parameter"))?;
     let parts = multipart::parse(&body, &boundary).map_err(|e| e.to_api_error())?;
     let file = multipart::find_field(&parts, "file")
         .ok_or_else(|| ApiError::invalid("the multipart form has no `file` field"))?;
-    if file.data.len() > CSV_MAX_BYTES {
-        return Err(ApiError::too_large(CSV_MAX_BYTES));
+    if file.data.len() > CSV_BODY_BYTES {
+        return Err(ApiError::too_large(CSV_BODY_BYTES));
     }
     Ok(file.data.clone())
 }
@@ -283,13 +379,6 @@ fn valid_job_id(raw: &str) -> Result<String, ApiError> {
     })
 }
 
-pub fn fresh_job_id() -> String {
-    let mut random = [0u8; 16];
-    // Workers always provide crypto.getRandomValues; without it nothing here could work.
-    let _ = getrandom::fill(&mut random);
-    new_job_id(random)
-}
-
 /// Sends a creation to the job's object, with its inputs stored under the given blobs.
 pub async fn create_job(env: &Env, create: CreateJob, data: &[u8]) -> Result<Response, ApiError> {
     debug_assert_eq!(
@@ -350,7 +439,7 @@ async fn forward(
 
 /// `GET /ws/progress`: the stateless checks happen here, in the contract's order (426, then
 /// 400); the object answers 404/401 and accepts the socket.
-async fn upgrade(env: &Env, req: Request) -> Result<Response, ApiError> {
+async fn upgrade(ctx: &Ctx<'_>, req: Request) -> Result<Response, ApiError> {
     if !http::header(&req, "upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
         return Err(ApiError::new(
             ErrorCode::UpgradeRequired,
@@ -360,14 +449,16 @@ async fn upgrade(env: &Env, req: Request) -> Result<Response, ApiError> {
     let url = req
         .url()
         .map_err(|e| http::internal("reading the URL", e))?;
-    let job_id = url
+    let pairs: Vec<(String, String)> = url
         .query_pairs()
-        .find(|(k, _)| k == "jobId")
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default();
-    let job_id = valid_job_id(&job_id)?;
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let job_id = valid_job_id(single_query_param(&pairs, "jobId")?.unwrap_or_default())?;
+    let token = single_query_param(&pairs, "token")?;
+    single_query_param(&pairs, "reconnect")?;
+    ctx.edge_auth(&job_id, token)?;
     let started = http::now();
-    let response = stub_for(env, &job_id)?
+    let response = stub_for(ctx.env, &job_id)?
         .fetch_with_request(req)
         .await
         .map_err(|e| http::internal("upgrading through the job object", e))?;

@@ -101,6 +101,11 @@ pub fn header(req: &Request, name: &str) -> Option<String> {
     req.headers().get(name).ok().flatten()
 }
 
+/// The token of an `Authorization: Bearer` header.
+pub fn bearer(req: &Request) -> Option<String> {
+    crate::token::bearer(header(req, "authorization").as_deref()).map(str::to_string)
+}
+
 /// Reads a request body, refusing with 413 as soon as it passes `limit` bytes: a declared
 /// `Content-Length` over the limit is refused before reading, and a body without one is read
 /// as a stream and abandoned at the limit, never buffered whole.

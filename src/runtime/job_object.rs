@@ -303,14 +303,20 @@ impl JobObject {
     }
 
     fn authorize(&self, token: Option<&str>, now: Millis) -> Result<(), ApiError> {
-        self.require_job()?;
-        self.with_job(|job| job.record.auth.check(token, now))
-            .unwrap_or(Ok(()))
-            .map_err(|e| ApiError::auth(e.message()))
-    }
-
-    fn bearer(req: &Request) -> Option<String> {
-        token::bearer(http::header(req, "authorization").as_deref()).map(str::to_string)
+        let checked = self.require_job().and_then(|()| {
+            self.with_job(|job| job.record.auth.check(token, now))
+                .unwrap_or(Ok(()))
+                .map_err(|e| ApiError::auth(e.message()))
+        });
+        if let Err(refused) = &checked {
+            // Counted by the security tests: every refusal that reached an object.
+            let object = self.state.id().name();
+            self.log_job(
+                "auth.refused",
+                json!({ "status": refused.status(), "object": object }),
+            );
+        }
+        checked
     }
 
     // ---- creation -------------------------------------------------------------------------
@@ -375,7 +381,7 @@ impl JobObject {
     // ---- state, refresh, cancel, results ----------------------------------------------------
 
     fn job_state(&self, req: &Request) -> Result<Response, ApiError> {
-        self.authorize(Self::bearer(req).as_deref(), http::now())?;
+        self.authorize(http::bearer(req).as_deref(), http::now())?;
         let state = self
             .with_job(|job| job.record.state.clone())
             .ok_or_else(|| ApiError::not_found("no such job"))?;
@@ -482,7 +488,7 @@ impl JobObject {
 
     async fn cancel_request(&self, req: &Request) -> Result<Response, ApiError> {
         let now = http::now();
-        self.authorize(Self::bearer(req).as_deref(), now)?;
+        self.authorize(http::bearer(req).as_deref(), now)?;
         self.cancel(now).await?;
         let job_id = self
             .with_job(|job| job.record.state.job_id.clone())
@@ -512,7 +518,7 @@ impl JobObject {
     }
 
     async fn results(&self, req: &Request, segment: &str) -> Result<Response, ApiError> {
-        self.authorize(Self::bearer(req).as_deref(), http::now())?;
+        self.authorize(http::bearer(req).as_deref(), http::now())?;
         let (status, pipeline) = self
             .with_job(|job| (job.record.state.status, job.record.state.pipeline))
             .ok_or_else(|| ApiError::not_found("no such job"))?;

@@ -5,4 +5,5 @@ pub mod http;
 pub mod job_object;
 pub mod pipelines;
 pub mod provider;
+pub mod rate_limiter;
 pub mod store;

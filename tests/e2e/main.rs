@@ -11,3 +11,4 @@ mod core;
 mod csv;
 mod enrich;
 mod scan;
+mod security;

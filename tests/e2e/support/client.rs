@@ -3,6 +3,7 @@
 use super::wrangler::Worker;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -12,9 +13,23 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// Generous upper bound for any single awaited event; tests fail rather than hang.
 pub const EVENT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A client with its own address: each call looks like a different client to the worker's
+/// per-client rate limits (`CF-Connecting-IP`, which wrangler dev keeps when a client sends
+/// it), so tests do not use up each other's quota.
 pub fn http() -> reqwest::Client {
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    let n = NEXT.fetch_add(1, Ordering::SeqCst);
+    let pid = std::process::id();
+    http_from(&format!("10.{}.{}.{}", pid % 256, (n >> 8) % 256, n % 256))
+}
+
+/// A client that always presents `ip` as its address.
+pub fn http_from(ip: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("cf-connecting-ip", ip.parse().unwrap());
     reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
+        .default_headers(headers)
         .build()
         .unwrap()
 }
