@@ -202,7 +202,8 @@ impl Lookup {
                 }
                 Err(e) => Err(e),
             },
-            Stage::OpenLibraryAuthor { .. } => unreachable!("handled above"),
+            // Author answers never get here (handled above); treat one like a failed lookup.
+            Stage::OpenLibraryAuthor { .. } => return self.author_done(None),
         };
         match parsed {
             Err(e) => self.fail(e.to_string()),

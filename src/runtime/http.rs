@@ -28,9 +28,10 @@ fn json_response(status: u16, body: String, headers: Headers) -> Response {
     // Setting a header on a fresh `Headers` only fails for invalid names, and these are
     // constants.
     let _ = headers.set("content-type", "application/json; charset=utf-8");
-    Response::from_bytes(body.into_bytes())
-        .map(|r| r.with_status(status).with_headers(headers))
-        .unwrap_or_else(|_| Response::empty().expect("an empty response can always be built"))
+    Response::builder()
+        .with_status(status)
+        .with_headers(headers)
+        .fixed(body.into_bytes())
 }
 
 pub fn ok<T: Serialize>(status: u16, data: &T) -> Response {
@@ -91,9 +92,10 @@ pub fn preflight(config: &Config, origin: Option<&str>) -> Response {
         "Authorization, Content-Type",
     );
     let _ = headers.set("access-control-max-age", "86400");
-    let response = Response::empty()
-        .map(|r| r.with_status(204).with_headers(headers))
-        .unwrap_or_else(|_| Response::empty().expect("an empty response can always be built"));
+    let response = Response::builder()
+        .with_status(204)
+        .with_headers(headers)
+        .empty();
     with_cors(response, config, origin)
 }
 

@@ -10,5 +10,6 @@ mod basics;
 mod core;
 mod csv;
 mod enrich;
+mod faults;
 mod scan;
 mod security;

@@ -119,6 +119,9 @@ fn gemini(req: &FakeRequest, counts: &Counts) -> FakeResponse {
         "flaky" => ok("fenced"),
         "down" => FakeResponse::json(500, fixture("gemini", "error_500.json")),
         "slow" => ok("fenced").after(Duration::from_millis(700)),
+        // Hangs well past any test's provider timeout the first time, then answers at once.
+        "hangonce" if n == 1 => ok("fenced").after(Duration::from_secs(3)),
+        "hangonce" => ok("fenced"),
         _ => FakeResponse::json(400, json!({"error": {"code": 400, "message": format!("no scenario {scenario:?}")}}).to_string()),
     }
 }
@@ -227,6 +230,9 @@ fn google_books(req: &FakeRequest) -> FakeResponse {
     if title.contains("Unknown") {
         return volumes(Vec::new());
     }
+    if title.contains("Hang") {
+        return volumes(vec![volume(None, title, author)]).after(Duration::from_secs(3));
+    }
     volumes(vec![volume(None, title, author)])
 }
 
@@ -279,6 +285,15 @@ fn open_library(req: &FakeRequest) -> FakeResponse {
     FakeResponse::json(404, r#"{"error":"notfound"}"#)
 }
 
+/// Applies the server's lookup delay unless the scenario chose its own.
+fn with_default_delay(response: FakeResponse, delay: Duration) -> FakeResponse {
+    if response.delay.is_zero() {
+        response.after(delay)
+    } else {
+        response
+    }
+}
+
 /// The fake providers, with Gemini request counts by scenario marker.
 pub struct Providers {
     pub server: FakeServer,
@@ -298,9 +313,9 @@ impl Providers {
             if path.starts_with("/v1beta/models/") {
                 gemini(req, &c)
             } else if path.starts_with("/books/v1/volumes") {
-                google_books(req).after(delay)
+                with_default_delay(google_books(req), delay)
             } else if path.starts_with("/ol/") {
-                open_library(req).after(delay)
+                with_default_delay(open_library(req), delay)
             } else {
                 FakeResponse::json(404, r#"{"error":"no such fake endpoint"}"#)
             }
