@@ -41,6 +41,7 @@ fn start() {
 #[event(fetch)]
 pub async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
     let config = http::config(&env);
+    warn_about_config_once(&config);
     let origin = http::header(&req, "origin");
     let resolved = request_size(&req).and_then(|()| {
         routes::resolve(
@@ -62,6 +63,24 @@ pub async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
         Err(err) => http::error(&err),
     };
     Ok(http::with_cors(response, &config, origin.as_deref()))
+}
+
+/// Logs configuration problems once per isolate: values that fell back to their defaults,
+/// and a missing signing key.
+fn warn_about_config_once(config: &Config) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    for warning in &config.warnings {
+        http::log("config.invalid", json!({ "warning": warning }));
+    }
+    if config.signing_key_is_default {
+        http::log(
+            "config.default_signing_key",
+            json!({ "warning": "TOKEN_SIGNING_KEY is not set; set it with wrangler secret put" }),
+        );
+    }
 }
 
 fn request_size(req: &Request) -> Result<(), ApiError> {
