@@ -11,5 +11,6 @@ mod core;
 mod csv;
 mod enrich;
 mod faults;
+mod load;
 mod scan;
 mod security;
