@@ -10,6 +10,7 @@
 //! Domain:
 //! - [`routes`]: the route table, and the 404/405 answers.
 //! - [`limits`]: every request-size limit, and the checks on the request line.
+//! - [`json_body`]: small JSON bodies read strictly (UTF-8, an object at the root).
 //! - [`rate_limit`]: per-client buckets and the sliding window behind 429.
 //! - [`error`], [`envelope`]: the one error type and the JSON envelope every answer wears.
 //! - [`config`]: wrangler vars and secrets, with the contract's defaults.
@@ -44,6 +45,7 @@ pub mod internal;
 pub mod isbn;
 pub mod job;
 pub mod jobcore;
+pub mod json_body;
 pub mod limits;
 pub mod logline;
 pub mod multipart;

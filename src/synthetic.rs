@@ -45,8 +45,7 @@ struct SpecBody {
 
 /// Parses `POST /api/test/jobs`; returns the spec and a proposed job id.
 pub fn parse_spec(body: &[u8]) -> Result<(SyntheticSpec, Option<String>), ApiError> {
-    let raw: SpecBody = serde_json::from_slice(body)
-        .map_err(|e| ApiError::invalid(format!("invalid synthetic job spec: {e}")))?;
+    let raw: SpecBody = crate::json_body::parse(body)?;
     let pipeline = match raw.pipeline.as_deref() {
         None => Pipeline::CsvImport,
         Some(p) => Pipeline::parse(p)
@@ -111,6 +110,7 @@ mod tests {
         let table: &[&[u8]] = &[
             b"",
             b"[]",
+            br#"["csv_import", 3]"#,
             br#"{"items":0}"#,
             br#"{"items":100001}"#,
             br#"{"pipeline":"nope"}"#,

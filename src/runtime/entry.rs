@@ -8,6 +8,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::ids::{issue_job_id, issued_at, parse_job_id};
 use crate::internal::{self, Blob, CreateJob};
 use crate::job::Pipeline;
+use crate::json_body;
 use crate::limits::{
     check_request, single_query_param, CSV_BODY_BYTES, CSV_HEADER_WINDOW_BYTES,
     ENRICHMENT_BODY_BYTES, MULTIPART_OVERHEAD_BYTES, SMALL_JSON_BODY_BYTES,
@@ -245,8 +246,7 @@ async fn dispatch(ctx: &Ctx<'_>, route: Route, mut req: Request) -> Result<Respo
                 old_token: Option<String>,
             }
             let raw = http::read_body_limited(&mut req, SMALL_JSON_BODY_BYTES).await?;
-            let body: Body = serde_json::from_slice(&raw)
-                .map_err(|_| ApiError::invalid("body must be JSON {jobId, oldToken}"))?;
+            let body: Body = json_body::parse(&raw)?;
             let job_id = valid_job_id(body.job_id.as_deref().unwrap_or(""))?;
             ctx.edge_auth(&job_id, body.old_token.as_deref())?;
             let old_token = body
@@ -278,8 +278,7 @@ async fn dispatch(ctx: &Ctx<'_>, route: Route, mut req: Request) -> Result<Respo
                 job_id: Option<String>,
             }
             let raw = http::read_body_limited(&mut req, SMALL_JSON_BODY_BYTES).await?;
-            let body: Body = serde_json::from_slice(&raw)
-                .map_err(|_| ApiError::invalid("body must be JSON {jobId}"))?;
+            let body: Body = json_body::parse(&raw)?;
             let job_id = valid_job_id(body.job_id.as_deref().unwrap_or(""))?;
             ctx.edge_auth(&job_id, http::bearer(&req).as_deref())?;
             forward(env, &job_id, Method::Post, "/internal/cancel", &req, None).await

@@ -118,6 +118,8 @@ impl DurableObject for JobObject {
         {
             state.set_websocket_auto_response(&pair);
         }
+        // Counted by the hibernation benchmark: a wake from hibernation constructs anew.
+        http::log("object.constructed", json!({ "object": state.id().name() }));
         let signer = TokenSigner::new(config.token_signing_key.as_bytes());
         Self {
             state,

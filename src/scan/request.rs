@@ -70,7 +70,10 @@ pub fn parse_batch(body: &[u8]) -> Result<BatchScanRequest, ApiError> {
         ))
         .with_details(json!({ "maxDepth": MAX_JSON_DEPTH })));
     }
-    let raw: RawBody = serde_json::from_slice(body)
+    // serde_json does not check the UTF-8 of strings it skips (unknown fields).
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ApiError::invalid("request body is not valid UTF-8"))?;
+    let raw: RawBody = serde_json::from_str(text)
         .map_err(|e| ApiError::invalid(format!("request body is not valid JSON: {e}")))?;
     let RawBody::Object { job_id, images } = raw else {
         return Err(ApiError::invalid("request body must be a JSON object"));
@@ -689,6 +692,18 @@ mod tests {
                 b"{images:".to_vec(),
                 ErrorCode::InvalidRequest,
                 "not valid JSON",
+                None,
+            ),
+            (
+                "invalid UTF-8 in a skipped field",
+                [
+                    b"{\"note\":\"\xC3\x28\xFF\",\"images\":[{\"index\":0,\"data\":\"".as_slice(),
+                    jpeg.as_bytes(),
+                    b"\"}]}",
+                ]
+                .concat(),
+                ErrorCode::InvalidRequest,
+                "not valid UTF-8",
                 None,
             ),
             (

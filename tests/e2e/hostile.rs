@@ -259,6 +259,9 @@ fn cases(job: &Created) -> Vec<Case> {
         get("health: NUL suffix", "/health%00").want(Status(404)),
         get("health: upper case", "/HEALTH").want(Status(404)),
         get("health: double slash", "//health").want(Status(404)),
+        get("health: 17 KiB of headers", "/health")
+            .header("X-Padding", "p".repeat(17 * 1024))
+            .want(Status(400)),
         // CSV import
         post("csv: random bytes, no Content-Type", csv)
             .body(None, noise(2, 4096))
@@ -868,19 +871,31 @@ fn cases(job: &Created) -> Vec<Case> {
             ws(&format!("jobId={id}&token=wrong1&token=wrong2")),
         )
         .upgrade()
-        .want(Status(401)),
+        .want(Status(400)),
         get(
             "ws upgrade: right token then a wrong one",
             ws(&format!("jobId={id}&token={token}&token=wrong")),
         )
         .upgrade()
+        .want(Status(400)),
+        get(
+            "ws upgrade: 900-byte token",
+            ws(&format!("jobId={id}&token={}", "t".repeat(900))),
+        )
+        .upgrade()
         .want(Status(401)),
+        get(
+            "ws upgrade: reconnect twice",
+            ws(&format!("jobId={id}&token=x&reconnect=true&reconnect=false")),
+        )
+        .upgrade()
+        .want(Status(400)),
         get("ws upgrade: no token", ws(&format!("jobId={id}")))
             .upgrade()
             .want(Status(401)),
         get("ws upgrade: 10 KB token", ws(&format!("jobId={id}&token={ten_kb}")))
             .upgrade()
-            .want(Status(401)),
+            .want(Status(400)),
         get(
             "ws upgrade: token in the Authorization header only",
             ws(&format!("jobId={id}")),
@@ -916,7 +931,7 @@ fn cases(job: &Created) -> Vec<Case> {
         post("unknown: extra segment after enrichment", "/v1/enrichment/batch/extra")
             .json(r#"{"books":[{"title":"Dune"}]}"#)
             .want(Status(404)),
-        get("unknown: 10 KB path", format!("/{ten_kb}")).want(Status(404)),
+        get("unknown: 10 KB path", format!("/{ten_kb}")).want(Status(400)),
         Case::new("unknown: DELETE", "DELETE", "/nope").want(Status(404)),
         get("unknown: job without action", format!("/api/jobs/{id}"))
             .bearer(token)

@@ -11,6 +11,7 @@ mod core;
 mod csv;
 mod enrich;
 mod faults;
+mod hostile;
 mod load;
 mod scan;
 mod security;
