@@ -1,5 +1,6 @@
 //! Runtime configuration from wrangler `[vars]` and secrets (contract section 7), with defaults.
 
+use crate::logline::Level;
 use crate::time::{Millis, SECOND_MS};
 
 pub const DEFAULT_GOOGLE_BOOKS_API_BASE: &str = "https://www.googleapis.com/books/v1";
@@ -33,6 +34,8 @@ pub struct Config {
     /// First retry delay of a failing task; doubled per attempt.
     pub task_retry_base_ms: Millis,
     pub provider_timeout_ms: Millis,
+    /// The least important log lines written (`LOG_LEVEL`, default `info`).
+    pub log_level: Level,
     /// Values that could not be parsed and fell back to their default, for a log line.
     pub warnings: Vec<String>,
 }
@@ -92,6 +95,15 @@ impl Config {
                 .trim_end_matches('/')
                 .to_string()
         };
+        let log_level = match text("LOG_LEVEL") {
+            None => Level::Info,
+            Some(raw) => Level::parse(&raw).unwrap_or_else(|| {
+                warnings.push(format!(
+                    "LOG_LEVEL={raw:?} is not debug, info, warn or error; using info"
+                ));
+                Level::Info
+            }),
+        };
         let signing = text("TOKEN_SIGNING_KEY");
         Self {
             token_ttl_ms: token_ttl * SECOND_MS,
@@ -114,6 +126,7 @@ impl Config {
             ),
             task_retry_base_ms: retry_base,
             provider_timeout_ms: provider_timeout,
+            log_level,
             warnings,
         }
     }
@@ -158,6 +171,7 @@ mod tests {
         assert!(c.gemini_api_key.is_none());
         assert!(!c.enable_test_routes);
         assert!(c.signing_key_is_default);
+        assert_eq!(c.log_level, Level::Info);
         assert!(c.warnings.is_empty());
     }
 
@@ -172,6 +186,7 @@ mod tests {
             ("GEMINI_API_KEY", "  "),
             ("ENABLE_TEST_ROUTES", "true"),
             ("TOKEN_SIGNING_KEY", "s3cret"),
+            ("LOG_LEVEL", "debug"),
         ]);
         assert_eq!(c.token_ttl_ms, 8_000);
         assert_eq!(c.ready_timeout_ms, 30_000);
@@ -182,6 +197,7 @@ mod tests {
         assert!(c.enable_test_routes);
         assert_eq!(c.token_signing_key, "s3cret");
         assert!(!c.signing_key_is_default);
+        assert_eq!(c.log_level, Level::Debug);
         assert_eq!(c.warnings.len(), 3, "{:?}", c.warnings);
     }
 

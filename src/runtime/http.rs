@@ -3,9 +3,11 @@
 use crate::config::Config;
 use crate::envelope;
 use crate::error::ApiError;
+use crate::logline::Level;
 use crate::time::Millis;
 use futures::StreamExt;
 use serde::Serialize;
+use std::sync::atomic::{AtomicU8, Ordering};
 use worker::{js_sys, wasm_bindgen::JsValue, Date, Env, Headers, Request, Response};
 
 pub fn now() -> Millis {
@@ -20,9 +22,15 @@ pub fn env_text(env: &Env, name: &str) -> Option<String> {
         .or_else(|| value.as_f64().map(|n| n.to_string()))
 }
 
+/// The configuration, which also sets this isolate's log level.
 pub fn config(env: &Env) -> Config {
-    Config::from_lookup(|name| env_text(env, name))
+    let config = Config::from_lookup(|name| env_text(env, name));
+    LOG_THRESHOLD.store(config.log_level as u8, Ordering::Relaxed);
+    config
 }
+
+/// The least important level logged by this isolate; set from `LOG_LEVEL` with the config.
+static LOG_THRESHOLD: AtomicU8 = AtomicU8::new(Level::Info as u8);
 
 fn json_response(status: u16, body: String, headers: Headers) -> Response {
     // Setting a header on a fresh `Headers` only fails for invalid names, and these are
@@ -56,13 +64,9 @@ pub fn result(outcome: Result<Response, ApiError>) -> Response {
 
 /// Maps a runtime error from glue code to a 500 without exposing internals to the client.
 pub fn internal(context: &str, err: impl std::fmt::Display) -> ApiError {
-    worker::console_error!(
-        "{}",
-        crate::logline::line(
-            "internal_error",
-            now(),
-            serde_json::json!({"context": context, "error": err.to_string()})
-        )
+    log(
+        "internal_error",
+        serde_json::json!({ "context": context, "error": err.to_string() }),
     );
     ApiError::internal(format!("internal error while {context}"))
 }
@@ -145,7 +149,16 @@ pub fn media_type(req: &Request) -> Option<String> {
     })
 }
 
-/// Writes one structured log line.
+/// Writes one structured log line, if its event's level is at least `LOG_LEVEL`.
 pub fn log(event: &str, fields: serde_json::Value) {
-    worker::console_log!("{}", crate::logline::line(event, now(), fields));
+    let level = Level::of_event(event);
+    if (level as u8) < LOG_THRESHOLD.load(Ordering::Relaxed) {
+        return;
+    }
+    let line = crate::logline::line(event, now(), fields);
+    if level >= Level::Warn {
+        worker::console_error!("{line}");
+    } else {
+        worker::console_log!("{line}");
+    }
 }

@@ -10,11 +10,13 @@ pub use wrangler::{Worker, WorkerOptions};
 
 use tokio::sync::OnceCell;
 
-/// Options every test worker starts with: test routes on, fast task retries.
+/// Options every test worker starts with: test routes on, fast task retries, and every log
+/// line, since tests read the worker's own account of what it did.
 pub fn test_options() -> WorkerOptions {
     WorkerOptions::default()
         .var("ENABLE_TEST_ROUTES", "true")
         .var("TASK_RETRY_BASE_MS", 50)
+        .var("LOG_LEVEL", "debug")
 }
 
 /// One worker shared by the tests that need no special configuration; it lives for the

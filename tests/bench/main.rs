@@ -1,0 +1,432 @@
+//! `npm run bench`: measured speed, cost and size of the real worker under `wrangler dev`.
+//!
+//! Builds the release worker (through the end-to-end harness), starts it on loopback, runs
+//! each scenario `BENCH_REPS` times (default 5), stops everything, prints one table and
+//! writes `bench/results.json` with min/median/max of every figure. Scenarios:
+//!
+//! 1. Upgrade latency: job creation → socket open, first socket (a fresh object) and second
+//!    (warm), over `BENCH_JOBS` jobs (default 200), p50/p95/p99; and the first request to a
+//!    never-used object.
+//! 2. Fan-out: one job, 8 sockets, 2,000 uncoalesced progress updates: messages per second
+//!    delivered, summed over the sockets, and the end-to-end time.
+//! 3. Storage operations per 1,000 progress updates under each pipeline's throttle policy, as
+//!    counted by the job object itself, and the ratio to the policy's minimum.
+//! 4. CSV import of 50,000 Goodreads rows from upload to `job_complete`, next to the native
+//!    parser's rows/s (the ceiling).
+//! 5. Wasm size, raw and gzip -9, next to Cloudflare's limits.
+//! 6. Hibernation: idle jobs with open sockets are evicted (a ping while idle constructs
+//!    nothing) and a message afterwards wakes them with their state intact.
+//!
+//! The worker runs at the default log level, as in production, except for the hibernation
+//! scenario, which counts constructions from debug lines.
+#![cfg(not(target_arch = "wasm32"))]
+
+// The benchmark drives the worker with the end-to-end harness and uses only part of it.
+#[allow(dead_code)]
+#[path = "../e2e/support/mod.rs"]
+mod support;
+
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use support::*;
+
+fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn percentile(values: &[f64], p: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Every figure's value in each repetition, with its unit and target.
+#[derive(Default)]
+struct Figures {
+    values: BTreeMap<String, (Vec<f64>, &'static str, &'static str)>,
+    order: Vec<String>,
+}
+
+impl Figures {
+    fn record(&mut self, name: &str, unit: &'static str, target: &'static str, value: f64) {
+        if !self.values.contains_key(name) {
+            self.order.push(name.to_string());
+        }
+        self.values
+            .entry(name.to_string())
+            .or_insert((Vec::new(), unit, target))
+            .0
+            .push(value);
+    }
+
+    fn summary(&self, name: &str) -> (f64, f64, f64) {
+        let v = &self.values[name].0;
+        (
+            percentile(v, 0.0),
+            percentile(v, 50.0),
+            percentile(v, 100.0),
+        )
+    }
+}
+
+async fn timed_connect(w: &Worker, path: &str) -> (Socket, f64) {
+    let started = Instant::now();
+    let socket = Socket::connect_path(w, path).await.expect("upgrade");
+    (socket, started.elapsed().as_secs_f64() * 1_000.0)
+}
+
+async fn upgrade_latency(w: &Worker, jobs: usize, rep: usize, figures: &mut Figures) {
+    let (mut cold, mut warm, mut unused) = (Vec::new(), Vec::new(), Vec::new());
+    for n in 0..jobs {
+        let job = synthetic(w, json!({ "items": 1 })).await;
+        let (first, first_ms) = timed_connect(w, &job.websocket_url).await;
+        let (second, second_ms) = timed_connect(w, &job.websocket_url).await;
+        cold.push(first_ms);
+        warm.push(second_ms);
+        drop((first, second));
+        // A never-used object: an id nobody created (the object is constructed to say 404).
+        let id = format!("{:08x}-{rep:04x}-4000-8000-{n:012x}", std::process::id());
+        // A fresh client, made before the clock starts: one new connection, like an upgrade.
+        let client = http();
+        let started = Instant::now();
+        let status = client
+            .get(w.url(&format!("/api/job-state/{id}")))
+            .bearer_auth("x")
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status.as_u16(), 404);
+        unused.push(started.elapsed().as_secs_f64() * 1_000.0);
+    }
+    for (label, values, target50, target99) in [
+        ("upgrade first socket", &cold, "≤ 25 (fresh object)", ""),
+        ("upgrade second socket", &warm, "≤ 5", "≤ 25"),
+    ] {
+        figures.record(
+            &format!("{label} p50"),
+            "ms",
+            target50,
+            percentile(values, 50.0),
+        );
+        figures.record(&format!("{label} p95"), "ms", "", percentile(values, 95.0));
+        figures.record(
+            &format!("{label} p99"),
+            "ms",
+            target99,
+            percentile(values, 99.0),
+        );
+    }
+    figures.record(
+        "first request to a never-used object p50",
+        "ms",
+        "≤ 25",
+        percentile(&unused, 50.0),
+    );
+    figures.record(
+        "first request to a never-used object p99",
+        "ms",
+        "",
+        percentile(&unused, 99.0),
+    );
+}
+
+async fn fan_out(w: &Worker, figures: &mut Figures) {
+    const UPDATES: usize = 2_000;
+    const SOCKETS: usize = 8;
+    let job = synthetic(
+        w,
+        json!({ "items": UPDATES, "itemsPerChunk": UPDATES, "coalesceMs": 0 }),
+    )
+    .await;
+    let mut sockets = Vec::new();
+    for _ in 0..SOCKETS {
+        sockets.push(Socket::connect(w, &job).await);
+    }
+    let started = Instant::now();
+    sockets[0].ready().await;
+    let closes = futures_util::future::join_all(sockets.iter_mut().map(|s| s.until_closed())).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    assert!(closes.iter().all(|c| c.code == 1000), "{closes:?}");
+    let delivered: usize = sockets
+        .iter()
+        .map(|s| s.of_kind("job_progress").len())
+        .sum();
+    assert_eq!(
+        delivered,
+        UPDATES * SOCKETS,
+        "every update reached every socket"
+    );
+    figures.record(
+        "fan-out to 8 sockets",
+        "msg/s",
+        "≥ 10,000",
+        delivered as f64 / elapsed,
+    );
+    figures.record("fan-out end-to-end", "ms", "", elapsed * 1_000.0);
+}
+
+async fn storage_per_thousand(w: &Worker, figures: &mut Figures) {
+    for (pipeline, per_write) in [
+        ("csv_import", 20.0),
+        ("ai_scan", 20.0),
+        ("batch_enrichment", 5.0),
+    ] {
+        let job = synthetic(
+            w,
+            json!({ "pipeline": pipeline, "items": 1_000, "itemsPerChunk": 100 }),
+        )
+        .await;
+        let mut ws = Socket::connect(w, &job).await;
+        ws.ready().await;
+        assert_eq!(ws.until_closed().await.code, 1000);
+        let done = w.job_logged_end(&job.job_id).await;
+        let writes = done["storageWrites"].as_f64().unwrap();
+        let reads = done["storageReads"].as_f64().unwrap();
+        let minimum = 1_000.0 / per_write;
+        let target = if pipeline == "csv_import" {
+            "≤ 55"
+        } else {
+            ""
+        };
+        figures.record(
+            &format!("storage writes / 1,000 updates, {pipeline}"),
+            "writes",
+            target,
+            writes,
+        );
+        figures.record(
+            &format!("storage reads / 1,000 updates, {pipeline}"),
+            "reads",
+            target,
+            reads,
+        );
+        figures.record(
+            &format!("writes ÷ minimum ({minimum:.0}), {pipeline}"),
+            "ratio",
+            "",
+            writes / minimum,
+        );
+        figures.record(
+            &format!("alarm sets / 1,000 updates, {pipeline}"),
+            "sets",
+            "",
+            done["alarmSets"].as_f64().unwrap(),
+        );
+    }
+}
+
+async fn csv_import(w: &Worker, file: &[u8], figures: &mut Figures) {
+    let started = Instant::now();
+    let resp = http()
+        .post(w.url("/api/import/csv"))
+        .header("content-type", "text/csv")
+        .body(file.to_vec())
+        .send()
+        .await
+        .unwrap();
+    let job = Created::from_answer(&Answer::from(resp).await);
+    let mut ws = Socket::connect(w, &job).await;
+    ws.ready().await;
+    assert_eq!(ws.until_closed().await.code, 1000);
+    let elapsed = started.elapsed().as_secs_f64();
+    let summary = &ws.of_kind("job_complete")[0]["payload"]["summary"];
+    assert_eq!(summary["totalProcessed"], 50_000);
+    figures.record(
+        "CSV import in workerd, 50,000 rows",
+        "rows/s",
+        "≥ 20,000",
+        50_000.0 / elapsed,
+    );
+    figures.record(
+        "CSV import upload → job_complete",
+        "ms",
+        "",
+        elapsed * 1_000.0,
+    );
+}
+
+/// The native parser's throughput, from the release build of the throughput example.
+fn native_csv() -> Value {
+    let out = Command::new("cargo")
+        .args(["run", "--quiet", "--release", "--example", "csv_throughput"])
+        .current_dir(support::wrangler::repo_root())
+        .output()
+        .expect("running the throughput example");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.lines().last().unwrap_or("{}")).expect("the example's JSON line")
+}
+
+fn wasm_size(figures: &mut Figures) {
+    let wasm = support::wrangler::repo_root().join("build/index_bg.wasm");
+    let raw = std::fs::metadata(&wasm).unwrap().len() as f64;
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("gzip -9 -c '{}' | wc -c", wasm.display()))
+        .output()
+        .unwrap();
+    let gzip: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    figures.record("wasm raw", "KB", "", raw / 1_000.0);
+    figures.record(
+        "wasm gzip -9",
+        "KB",
+        "≤ 600 (Cloudflare: 3,000 free / 10,000 paid)",
+        gzip / 1_000.0,
+    );
+}
+
+async fn hibernation(w: &Worker, idle: Duration, figures: &mut Figures) {
+    const JOBS: usize = 5;
+    let constructions = |w: &Worker, id: &str| {
+        w.events()
+            .iter()
+            .filter(|e| e["event"] == "object.constructed" && e["object"] == id)
+            .count()
+    };
+    let mut jobs = Vec::new();
+    for _ in 0..JOBS {
+        let job = synthetic(w, json!({ "items": 3 })).await;
+        let before = job_state(w, &job).await;
+        let socket = Socket::connect(w, &job).await;
+        jobs.push((job, before, socket));
+    }
+    // Idle: no request, no alarm due (the ready timeout is far away).
+    tokio::time::sleep(idle).await;
+    let (mut quiet_pings, mut woken, mut intact) = (0, 0, 0);
+    for (job, before, socket) in &mut jobs {
+        let built = constructions(w, &job.job_id);
+        socket.send_text(r#"{"type":"ping"}"#).await;
+        assert_eq!(socket.next().await.unwrap(), json!({ "type": "pong" }));
+        // Give a construction the chance to be logged before counting again.
+        server_time_passes(w, 50).await;
+        quiet_pings += usize::from(constructions(w, &job.job_id) == built);
+        // A message the runtime cannot answer by itself wakes the object; its constructor's
+        // log line reaches the log shortly after the answer.
+        socket.send_text(r#"{ "type": "ping" }"#).await;
+        assert_eq!(socket.next().await.unwrap(), json!({ "type": "pong" }));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while constructions(w, &job.job_id) == built && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        woken += usize::from(constructions(w, &job.job_id) > built);
+        let state = job_state(w, job).await;
+        let same = [
+            "status",
+            "processedCount",
+            "totalCount",
+            "startTime",
+            "pipeline",
+        ]
+        .iter()
+        .all(|k| state[k] == before[k]);
+        intact += usize::from(same && state["version"].as_u64() > before["version"].as_u64());
+    }
+    figures.record(
+        "idle pings answered without waking the object",
+        "of 5",
+        "5",
+        quiet_pings as f64,
+    );
+    figures.record(
+        "objects woken by a message after the idle period",
+        "of 5",
+        "5",
+        woken as f64,
+    );
+    figures.record(
+        "woken objects with their state intact",
+        "of 5",
+        "5",
+        intact as f64,
+    );
+}
+
+#[tokio::test]
+#[ignore = "a benchmark: run it with npm run bench"]
+async fn bench() {
+    let reps = env_number("BENCH_REPS", 5);
+    let jobs = env_number("BENCH_JOBS", 200);
+    let idle = Duration::from_secs(env_number("BENCH_IDLE_SECS", 20) as u64);
+    // The default log level, as in production: per-request lines are debug-only.
+    let w = Worker::start(
+        test_options()
+            .var("READY_TIMEOUT_SECS", 600)
+            .var("LOG_LEVEL", "info"),
+    )
+    .await;
+    let (file, _) = bookstrack_jobs::csv_import::generate_goodreads(50_000, 3);
+    let native = native_csv();
+    let mut figures = Figures::default();
+    for rep in 0..reps {
+        eprintln!("[bench] repetition {} of {reps}", rep + 1);
+        upgrade_latency(&w, jobs, rep, &mut figures).await;
+        fan_out(&w, &mut figures).await;
+        storage_per_thousand(&w, &mut figures).await;
+        csv_import(&w, &file, &mut figures).await;
+        wasm_size(&mut figures);
+    }
+    figures.record(
+        "native CSV parser (ceiling)",
+        "rows/s",
+        "",
+        native["rows_per_s"].as_f64().unwrap(),
+    );
+    drop(w);
+    // Constructions are counted from debug lines, so this scenario logs everything.
+    eprintln!("[bench] hibernation: {} s idle", idle.as_secs());
+    let w = Worker::start(test_options().var("READY_TIMEOUT_SECS", 600)).await;
+    hibernation(&w, idle, &mut figures).await;
+
+    println!("\n| figure | unit | min | median | max | target |\n|---|---|---:|---:|---:|---|");
+    let mut json_figures = Map::new();
+    for name in &figures.order {
+        let (min, median, max) = figures.summary(name);
+        let (values, unit, target) = &figures.values[name];
+        println!("| {name} | {unit} | {min:.1} | {median:.1} | {max:.1} | {target} |");
+        json_figures.insert(
+            name.clone(),
+            json!({ "unit": unit, "min": min, "median": median, "max": max, "target": target, "samples": values }),
+        );
+    }
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    let commit = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let results = json!({
+        "machine": { "cpuModel": cpu, "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), "os": std::env::consts::OS },
+        "commit": commit,
+        "repetitions": reps,
+        "upgradeJobsPerRepetition": jobs,
+        "hibernationIdleSecs": idle.as_secs(),
+        "command": "npm run bench",
+        "figures": json_figures,
+    });
+    let dir = support::wrangler::repo_root().join("bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("results.json"),
+        serde_json::to_string_pretty(&results).unwrap() + "\n",
+    )
+    .unwrap();
+    println!("\nwritten to bench/results.json");
+}
