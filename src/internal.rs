@@ -58,10 +58,14 @@ pub fn decode(body: &[u8]) -> Result<(CreateJob, &[u8]), String> {
     let header = body.get(4..4 + header_len).ok_or("truncated header")?;
     let create: CreateJob = serde_json::from_slice(header).map_err(|e| e.to_string())?;
     let data = &body[4 + header_len..];
-    let declared: usize = create.blobs.iter().map(|b| b.len).sum();
-    if declared != data.len() {
+    // Summed with overflow checks: the lengths are data, not trusted arithmetic.
+    let declared = create
+        .blobs
+        .iter()
+        .try_fold(0usize, |sum, b| sum.checked_add(b.len));
+    if declared != Some(data.len()) {
         return Err(format!(
-            "blobs declare {declared} bytes, body has {}",
+            "blobs declare {declared:?} bytes, body has {}",
             data.len()
         ));
     }
@@ -119,5 +123,11 @@ mod tests {
         assert!(decode(&body[..body.len() - 1]).is_err());
         assert!(decode(b"\x00\x00").is_err());
         assert!(decode(b"\x00\x00\x00\x09{}").is_err());
+        let mut huge = create.clone();
+        huge.blobs = vec![
+            Blob { key: "a".into(), len: usize::MAX },
+            Blob { key: "b".into(), len: 4 },
+        ];
+        assert!(decode(&encode(&huge, b"abc")).is_err(), "overflowing lengths are refused");
     }
 }
