@@ -125,9 +125,18 @@ mod tests {
         assert!(decode(b"\x00\x00\x00\x09{}").is_err());
         let mut huge = create.clone();
         huge.blobs = vec![
-            Blob { key: "a".into(), len: usize::MAX },
-            Blob { key: "b".into(), len: 4 },
+            Blob {
+                key: "a".into(),
+                len: usize::MAX,
+            },
+            Blob {
+                key: "b".into(),
+                len: 4,
+            },
         ];
-        assert!(decode(&encode(&huge, b"abc")).is_err(), "overflowing lengths are refused");
+        assert!(
+            decode(&encode(&huge, b"abc")).is_err(),
+            "overflowing lengths are refused"
+        );
     }
 }

@@ -84,7 +84,9 @@ impl TokenSigner {
         let Ok(raw) = base64::decode(token, TOKEN_BYTES) else {
             return false;
         };
-        if raw.len() != TOKEN_BYTES {
+        // The decoder is lenient (either alphabet, spare bits); only the exact issued
+        // spelling is the token.
+        if raw.len() != TOKEN_BYTES || base64::encode_url(&raw) != token {
             return false;
         }
         let (random, mac) = raw.split_at(RANDOM_BYTES);
@@ -245,6 +247,22 @@ mod tests {
         for forged in ["", "x", &"A".repeat(43), &token[..42], &format!("{token}A")] {
             assert!(!signer.is_authentic("job-a", forged), "{forged}");
         }
+        // The last character carries two spare bits: flipping one spells the same bytes
+        // differently, and only the issued spelling is the token.
+        const URL_ALPHABET: &str =
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let last = URL_ALPHABET.find(token.chars().last().unwrap()).unwrap();
+        let sibling = format!(
+            "{}{}",
+            &token[..42],
+            URL_ALPHABET.as_bytes()[last ^ 1] as char
+        );
+        assert_eq!(
+            base64::decode(&sibling, 64),
+            base64::decode(&token, 64),
+            "same bytes"
+        );
+        assert!(!signer.is_authentic("job-a", &sibling));
         let mut flipped = token.into_bytes();
         flipped[40] = if flipped[40] == b'A' { b'B' } else { b'A' };
         assert!(!signer.is_authentic("job-a", std::str::from_utf8(&flipped).unwrap()));

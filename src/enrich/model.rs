@@ -199,7 +199,9 @@ pub(crate) fn https_url(raw: &str) -> Option<String> {
     } else {
         url.strip_prefix("//")?
     };
-    if rest.is_empty() || rest.starts_with('/') || rest.chars().any(char::is_whitespace) {
+    // A URL needs a host: something before the first `/`, `?` or `#`.
+    let host_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    if host_len == 0 || rest.chars().any(char::is_whitespace) {
         return None;
     }
     Some(format!("https://{rest}"))
@@ -311,6 +313,8 @@ mod tests {
             ("/relative/path.jpg", None),
             ("https://", None),
             ("http:///x", None),
+            ("http://?edge=curl", None),
+            ("https://#frag", None),
             ("https://a b/c", None),
             ("", None),
             ("é", None),
