@@ -43,10 +43,15 @@ fn main() {
             rows_per_s(time)
         );
     }
+    let samples: Vec<String> = timings
+        .iter()
+        .map(|t| format!("{:.0}", rows_per_s(*t)))
+        .collect();
     println!(
-        "{{\"mb_per_s\":{:.1},\"rows_per_s\":{:.0},\"bytes\":{},\"rows\":{}}}",
+        "{{\"mb_per_s\":{:.1},\"rows_per_s\":{:.0},\"rows_per_s_samples\":[{}],\"bytes\":{},\"rows\":{}}}",
         mb_per_s(median),
         rows_per_s(median),
+        samples.join(","),
         file.len(),
         ROWS
     );
