@@ -24,6 +24,33 @@ pub fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     }
 }
 
+/// The brackets (`[`, `]`, `{`, `}`) of a JSON text that stand outside strings, with their
+/// offsets: enough to measure nesting or find a matching close without a recursive parser.
+pub fn structural_brackets(bytes: &[u8]) -> impl Iterator<Item = (usize, u8)> + '_ {
+    let mut in_string = false;
+    let mut escaped = false;
+    bytes.iter().enumerate().filter_map(move |(i, &b)| {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            return None;
+        }
+        match b {
+            b'"' => {
+                in_string = true;
+                None
+            }
+            b'[' | b']' | b'{' | b'}' => Some((i, b)),
+            _ => None,
+        }
+    })
+}
+
 /// The body as `T`, after the checks of [`object`].
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_value(Value::Object(object(body)?))
@@ -73,5 +100,14 @@ mod tests {
             object(deep.as_bytes()).is_err(),
             "a nesting bomb is an error, not a crash"
         );
+    }
+
+    #[test]
+    fn brackets_inside_strings_are_not_structure() {
+        let text = br#"{"a":"[x]\"{","b":[1,{}]}"#;
+        let found: Vec<(usize, u8)> = structural_brackets(text).collect();
+        let bytes: Vec<u8> = found.iter().map(|(_, b)| *b).collect();
+        assert_eq!(bytes, b"{[{}]}");
+        assert!(found.iter().all(|(i, b)| text[*i] == *b));
     }
 }

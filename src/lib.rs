@@ -34,6 +34,20 @@
 //! Glue:
 //! - [`runtime`]: the Worker entry point, HTTP helpers and the Durable Object classes.
 
+/// A test fixture under `tests/fixtures/<dir>/<name>`, compiled into the test binary.
+#[cfg(test)]
+macro_rules! fixture {
+    ($dir:literal, $name:literal) => {
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/",
+            $dir,
+            "/",
+            $name
+        ))
+    };
+}
+
 pub mod base64;
 pub mod config;
 pub mod csv_import;

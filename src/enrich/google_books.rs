@@ -169,16 +169,6 @@ fn error_message(error: &Value) -> String {
 mod tests {
     use super::*;
 
-    macro_rules! fixture {
-        ($name:literal) => {
-            include_str!(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/fixtures/books/",
-                $name
-            ))
-        };
-    }
-
     const BASE: &str = "https://www.googleapis.com/books/v1";
 
     fn s(v: &str) -> Option<String> {
@@ -396,13 +386,21 @@ mod tests {
             source_id: s("pD6arNyKyi8C"),
         };
         let table: &[(&str, &str, Vec<Candidate>)] = &[
-            ("gb_full", fixture!("gb_full.json"), vec![dune]),
-            ("gb_sparse", fixture!("gb_sparse.json"), vec![sparse]),
-            ("gb_no_items", fixture!("gb_no_items.json"), vec![]),
-            ("gb_isbn10_only", fixture!("gb_isbn10_only.json"), vec![kr]),
+            ("gb_full", fixture!("books", "gb_full.json"), vec![dune]),
+            (
+                "gb_sparse",
+                fixture!("books", "gb_sparse.json"),
+                vec![sparse],
+            ),
+            ("gb_no_items", fixture!("books", "gb_no_items.json"), vec![]),
+            (
+                "gb_isbn10_only",
+                fixture!("books", "gb_isbn10_only.json"),
+                vec![kr],
+            ),
             (
                 "gb_http_covers",
-                fixture!("gb_http_covers.json"),
+                fixture!("books", "gb_http_covers.json"),
                 vec![hobbit],
             ),
         ];
@@ -416,7 +414,7 @@ mod tests {
         type Listing<'a> = &'a [(&'a str, &'a str, Option<&'a str>)];
         let table: &[(&str, Listing)] = &[
             (
-                fixture!("gb_near_miss.json"),
+                fixture!("books", "gb_near_miss.json"),
                 &[
                     ("The Hobbit Companion", "David Day", Some("9781780977317")),
                     (
@@ -429,7 +427,7 @@ mod tests {
                 ],
             ),
             (
-                fixture!("gb_multi.json"),
+                fixture!("books", "gb_multi.json"),
                 &[
                     ("Dune Messiah", "Frank Herbert", Some("9780593098233")),
                     ("Children of Dune", "Frank Herbert", Some("9780593098240")),
@@ -449,7 +447,7 @@ mod tests {
                 .collect();
             assert_eq!(&got, want);
         }
-        for c in parse(fixture!("gb_near_miss.json")).unwrap() {
+        for c in parse(fixture!("books", "gb_near_miss.json")).unwrap() {
             assert!(c
                 .cover_url
                 .is_none_or(|u| u.starts_with("https://") && !u.contains("edge=curl")));

@@ -34,16 +34,6 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    macro_rules! fixture {
-        ($name:literal) => {
-            include_str!(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/fixtures/books/",
-                $name
-            ))
-        };
-    }
-
     fn book(title: &str, author: Option<&str>, isbn: Option<&str>) -> BookInput {
         BookInput::new(title, author, isbn)
     }
@@ -67,49 +57,59 @@ mod tests {
     fn fixtures_resolve_to_the_right_book_or_none() {
         let gb = |body| google_books::parse(body).unwrap();
         let ol = |body| open_library::parse_search(body).unwrap();
-        let edition = open_library::parse_edition(fixture!("ol_edition.json"))
+        let edition = open_library::parse_edition(fixture!("books", "ol_edition.json"))
             .unwrap()
-            .with_authors(vec![
-                open_library::parse_author(fixture!("ol_author.json")).unwrap()
-            ]);
+            .with_authors(vec![open_library::parse_author(fixture!(
+                "books",
+                "ol_author.json"
+            ))
+            .unwrap()]);
         let hobbit = book("The Hobbit", Some("J.R.R. Tolkien"), None);
         // (input, candidates, expected title of the match)
         let table: Vec<(BookInput, Vec<Candidate>, Option<&str>)> = vec![
-            (hobbit.clone(), gb(fixture!("gb_near_miss.json")), None),
+            (
+                hobbit.clone(),
+                gb(fixture!("books", "gb_near_miss.json")),
+                None,
+            ),
             (
                 book("The Hobbit", None, None),
-                gb(fixture!("gb_near_miss.json")),
+                gb(fixture!("books", "gb_near_miss.json")),
                 None,
             ),
             (
                 hobbit.clone(),
-                ol(fixture!("ol_search.json")),
+                ol(fixture!("books", "ol_search.json")),
                 Some("The Hobbit"),
             ),
             (
                 hobbit.clone(),
-                gb(fixture!("gb_http_covers.json")),
+                gb(fixture!("books", "gb_http_covers.json")),
                 Some("The Hobbit"),
             ),
-            (hobbit.clone(), ol(fixture!("ol_search_empty.json")), None),
+            (
+                hobbit.clone(),
+                ol(fixture!("books", "ol_search_empty.json")),
+                None,
+            ),
             (
                 book("Dune", Some("Frank Herbert"), None),
-                gb(fixture!("gb_multi.json")),
+                gb(fixture!("books", "gb_multi.json")),
                 Some("Dune"),
             ),
             (
                 book("Dune Messiah", Some("Frank Herbert"), None),
-                gb(fixture!("gb_multi.json")),
+                gb(fixture!("books", "gb_multi.json")),
                 Some("Dune Messiah"),
             ),
             (
                 book("God Emperor of Dune", Some("Frank Herbert"), None),
-                gb(fixture!("gb_multi.json")),
+                gb(fixture!("books", "gb_multi.json")),
                 None,
             ),
             (
                 book("Dune", None, Some("0441013597")),
-                gb(fixture!("gb_full.json")),
+                gb(fixture!("books", "gb_full.json")),
                 Some("Dune"),
             ),
             (
@@ -129,17 +129,17 @@ mod tests {
             ),
             (
                 book("The C Programming Language", Some("Kernighan"), None),
-                gb(fixture!("gb_isbn10_only.json")),
+                gb(fixture!("books", "gb_isbn10_only.json")),
                 Some("The C Programming Language"),
             ),
             (
                 book("Proceedings of the Annual Meeting", None, None),
-                gb(fixture!("gb_sparse.json")),
+                gb(fixture!("books", "gb_sparse.json")),
                 Some("Proceedings of the Annual Meeting"),
             ),
             (
                 book("Dune", None, None),
-                gb(fixture!("gb_no_items.json")),
+                gb(fixture!("books", "gb_no_items.json")),
                 None,
             ),
         ];
@@ -155,7 +155,7 @@ mod tests {
         let table = [
             (
                 book("Dune", None, Some("0441013597")),
-                google_books::parse(fixture!("gb_full.json")).unwrap(),
+                google_books::parse(fixture!("books", "gb_full.json")).unwrap(),
                 Provider::GoogleBooks,
                 json!({
                     "input": {"title": "Dune", "isbn": "0441013597"},
@@ -171,7 +171,7 @@ mod tests {
             ),
             (
                 hobbit.clone(),
-                google_books::parse(fixture!("gb_near_miss.json")).unwrap(),
+                google_books::parse(fixture!("books", "gb_near_miss.json")).unwrap(),
                 Provider::GoogleBooks,
                 json!({
                     "input": {"title": "The Hobbit", "author": "J.R.R. Tolkien"},
@@ -186,7 +186,7 @@ mod tests {
                     Some("J.R.R. Tolkien"),
                     Some("978-0-547-92822-7"),
                 ),
-                open_library::parse_search(fixture!("ol_search.json")).unwrap(),
+                open_library::parse_search(fixture!("books", "ol_search.json")).unwrap(),
                 Provider::OpenLibrary,
                 json!({
                     "input": {"title": "The Hobbit", "author": "J.R.R. Tolkien", "isbn": "978-0-547-92822-7"},
@@ -206,7 +206,7 @@ mod tests {
                     None,
                     Some("not-an-isbn"),
                 ),
-                google_books::parse(fixture!("gb_sparse.json")).unwrap(),
+                google_books::parse(fixture!("books", "gb_sparse.json")).unwrap(),
                 Provider::GoogleBooks,
                 json!({
                     "input": {"title": "Proceedings of the Annual Meeting", "isbn": "not-an-isbn"},

@@ -200,16 +200,6 @@ fn search_candidate(doc: &Value) -> Option<Candidate> {
 mod tests {
     use super::*;
 
-    macro_rules! fixture {
-        ($name:literal) => {
-            include_str!(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/fixtures/books/",
-                $name
-            ))
-        };
-    }
-
     const BASE: &str = "https://openlibrary.org";
 
     fn s(v: &str) -> Option<String> {
@@ -281,8 +271,8 @@ mod tests {
             work_keys: vec![],
         };
         let table = [
-            (fixture!("ol_edition.json"), full),
-            (fixture!("ol_edition_sparse.json"), sparse),
+            (fixture!("books", "ol_edition.json"), full),
+            (fixture!("books", "ol_edition_sparse.json"), sparse),
         ];
         for (body, want) in table {
             assert_eq!(parse_edition(body).unwrap(), want);
@@ -410,7 +400,7 @@ mod tests {
 
     #[test]
     fn with_authors_fills_the_names() {
-        let edition = parse_edition(fixture!("ol_edition.json")).unwrap();
+        let edition = parse_edition(fixture!("books", "ol_edition.json")).unwrap();
         let table: &[(Vec<String>, Vec<String>)] = &[
             (strings(&["Frank Herbert"]), strings(&["Frank Herbert"])),
             (
@@ -430,7 +420,7 @@ mod tests {
     #[test]
     fn parses_author_names() {
         let table = [
-            (fixture!("ol_author.json"), s("Frank Herbert")),
+            (fixture!("books", "ol_author.json"), s("Frank Herbert")),
             (r#"{"personal_name":"Frank Herbert"}"#, s("Frank Herbert")),
             (r#"{"name":"  ","personal_name":"P"}"#, s("P")),
             (r#"{"name":7}"#, None),
@@ -485,10 +475,10 @@ mod tests {
         };
         let table = [
             (
-                fixture!("ol_search.json"),
+                fixture!("books", "ol_search.json"),
                 vec![companion, hobbit, annotated],
             ),
-            (fixture!("ol_search_empty.json"), vec![]),
+            (fixture!("books", "ol_search_empty.json"), vec![]),
         ];
         for (body, want) in table {
             assert_eq!(parse_search(body).unwrap(), want);

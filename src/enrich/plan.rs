@@ -257,17 +257,6 @@ impl Lookup {
 mod tests {
     use super::*;
 
-    macro_rules! fixture {
-        ($name:literal) => {
-            include_str!(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/fixtures/books/",
-                $name
-            ))
-            .to_string()
-        };
-    }
-
     fn bases() -> Bases {
         Bases {
             google_books: "http://gb".into(),
@@ -298,8 +287,8 @@ mod tests {
         }
     }
 
-    fn ok(body: String) -> Answer {
-        Ok((200, body))
+    fn ok(body: &str) -> Answer {
+        Ok((200, body.to_string()))
     }
 
     #[test]
@@ -307,7 +296,10 @@ mod tests {
         let input = BookInput::new("Dune", Some("Frank Herbert"), Some("9780441013593"));
         let (outcome, urls) = run(
             input,
-            &[("http://gb/volumes?q=isbn", ok(fixture!("gb_full.json")))],
+            &[(
+                "http://gb/volumes?q=isbn",
+                ok(fixture!("books", "gb_full.json")),
+            )],
         );
         assert!(outcome.success, "{outcome:?}");
         assert_eq!(outcome.enriched.unwrap().provider, Provider::GoogleBooks);
@@ -321,8 +313,11 @@ mod tests {
             input,
             &[
                 ("http://gb", Ok((500, "{}".into()))),
-                ("http://ol/isbn/", ok(fixture!("ol_edition.json"))),
-                ("http://ol/authors/", ok(fixture!("ol_author.json"))),
+                ("http://ol/isbn/", ok(fixture!("books", "ol_edition.json"))),
+                (
+                    "http://ol/authors/",
+                    ok(fixture!("books", "ol_author.json")),
+                ),
             ],
         );
         assert!(outcome.success, "{outcome:?}");
@@ -343,11 +338,11 @@ mod tests {
             &[
                 (
                     "http://gb/volumes?q=intitle",
-                    ok(fixture!("gb_near_miss.json")),
+                    ok(fixture!("books", "gb_near_miss.json")),
                 ),
                 (
                     "http://ol/search.json",
-                    ok(fixture!("ol_search_empty.json")),
+                    ok(fixture!("books", "ol_search_empty.json")),
                 ),
             ],
         );
@@ -394,7 +389,7 @@ mod tests {
             input,
             &[
                 ("http://gb", Ok((503, String::new()))),
-                ("http://ol", ok(fixture!("ol_search_empty.json"))),
+                ("http://ol", ok(fixture!("books", "ol_search_empty.json"))),
             ],
         );
         assert_eq!(
@@ -409,9 +404,15 @@ mod tests {
         let (outcome, urls) = run(
             input,
             &[
-                ("http://gb/volumes?q=isbn", ok(fixture!("gb_no_items.json"))),
+                (
+                    "http://gb/volumes?q=isbn",
+                    ok(fixture!("books", "gb_no_items.json")),
+                ),
                 ("http://ol/isbn/", Ok((404, "{}".into()))),
-                ("http://gb/volumes?q=intitle", ok(fixture!("gb_full.json"))),
+                (
+                    "http://gb/volumes?q=intitle",
+                    ok(fixture!("books", "gb_full.json")),
+                ),
             ],
         );
         assert!(outcome.success, "{outcome:?}");
@@ -424,8 +425,8 @@ mod tests {
         let (outcome, _) = run(
             input,
             &[
-                ("http://gb", ok(fixture!("gb_no_items.json"))),
-                ("http://ol/isbn/", ok(fixture!("ol_edition.json"))),
+                ("http://gb", ok(fixture!("books", "gb_no_items.json"))),
+                ("http://ol/isbn/", ok(fixture!("books", "ol_edition.json"))),
                 ("http://ol/authors/", Err("reset".into())),
             ],
         );

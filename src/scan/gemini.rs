@@ -1,6 +1,7 @@
 //! Gemini `generateContent` for a shelf photo: the request, the parsing of the answer into
 //! lenient detections, their normalisation into scan books, and provider failure classes.
 
+use crate::json_body::structural_brackets;
 use serde_json::{json, Map, Value};
 
 use super::image::ImageKind;
@@ -322,36 +323,19 @@ fn extract_books(text: &str) -> Option<Vec<Value>> {
 /// when brackets mismatch, nest too deep or never close.
 fn matching_close(bytes: &[u8], start: usize) -> Option<usize> {
     let mut expected: Vec<u8> = Vec::new();
-    let mut in_string = false;
-    let mut escaped = false;
-    for (i, &b) in bytes.iter().enumerate().skip(start) {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
+    for (i, b) in structural_brackets(bytes.get(start..)?) {
+        if matches!(b, b'[' | b'{') {
+            if expected.len() == MAX_SEARCH_DEPTH {
+                return None;
             }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                if expected.len() == MAX_SEARCH_DEPTH {
-                    return None;
-                }
-                expected.push(if b == b'[' { b']' } else { b'}' });
+            expected.push(if b == b'[' { b']' } else { b'}' });
+        } else {
+            if expected.pop() != Some(b) {
+                return None;
             }
-            b']' | b'}' => {
-                if expected.pop() != Some(b) {
-                    return None;
-                }
-                if expected.is_empty() {
-                    return Some(i);
-                }
+            if expected.is_empty() {
+                return Some(start + i);
             }
-            _ => {}
         }
     }
     None
@@ -693,16 +677,6 @@ pub fn usage(body: &str) -> Option<Usage> {
 mod tests {
     use super::*;
 
-    macro_rules! fixture {
-        ($name:literal) => {
-            include_str!(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/fixtures/gemini/",
-                $name
-            ))
-        };
-    }
-
     fn bx(x: f64, y: f64, width: f64, height: f64) -> BoundingBox {
         BoundingBox {
             x,
@@ -794,7 +768,7 @@ mod tests {
         let table: Vec<Case> = vec![
             (
                 "bare_array",
-                fixture!("bare_array.json"),
+                fixture!("gemini", "bare_array.json"),
                 Ok(vec![
                     book(
                         "Dune",
@@ -828,7 +802,7 @@ mod tests {
             ),
             (
                 "fenced",
-                fixture!("fenced.json"),
+                fixture!("gemini", "fenced.json"),
                 Ok(vec![
                     book(
                         "The Left Hand of Darkness",
@@ -855,7 +829,7 @@ mod tests {
             ),
             (
                 "prose",
-                fixture!("prose.json"),
+                fixture!("gemini", "prose.json"),
                 Ok(vec![
                     book(
                         "Beloved [Vintage International]",
@@ -882,7 +856,7 @@ mod tests {
             ),
             (
                 "wrapped_books",
-                fixture!("wrapped_books.json"),
+                fixture!("gemini", "wrapped_books.json"),
                 Ok(vec![
                     book(
                         "Project Hail Mary",
@@ -902,7 +876,7 @@ mod tests {
             ),
             (
                 "out_of_range_boxes",
-                fixture!("out_of_range_boxes.json"),
+                fixture!("gemini", "out_of_range_boxes.json"),
                 Ok(vec![
                     book(
                         "Dune Messiah",
@@ -944,7 +918,7 @@ mod tests {
             ),
             (
                 "missing_fields",
-                fixture!("missing_fields.json"),
+                fixture!("gemini", "missing_fields.json"),
                 Ok(vec![
                     book(
                         "The Dispossessed",
@@ -979,36 +953,36 @@ mod tests {
             ),
             (
                 "empty_candidates",
-                fixture!("empty_candidates.json"),
+                fixture!("gemini", "empty_candidates.json"),
                 Err(GeminiError::NoCandidates),
             ),
             (
                 "blocked_safety",
-                fixture!("blocked_safety.json"),
+                fixture!("gemini", "blocked_safety.json"),
                 Err(GeminiError::Blocked {
                     reason: "SAFETY".into(),
                 }),
             ),
             (
                 "finish_safety",
-                fixture!("finish_safety.json"),
+                fixture!("gemini", "finish_safety.json"),
                 Err(GeminiError::Blocked {
                     reason: "SAFETY".into(),
                 }),
             ),
             (
                 "truncated_max_tokens",
-                fixture!("truncated_max_tokens.json"),
+                fixture!("gemini", "truncated_max_tokens.json"),
                 Err(GeminiError::Truncated),
             ),
             (
                 "error_429",
-                fixture!("error_429.json"),
+                fixture!("gemini", "error_429.json"),
                 Err(GeminiError::MalformedResponse),
             ),
             (
                 "error_500",
-                fixture!("error_500.json"),
+                fixture!("gemini", "error_500.json"),
                 Err(GeminiError::MalformedResponse),
             ),
         ];
@@ -1022,7 +996,7 @@ mod tests {
     fn fixtures_carry_usage_metadata() {
         let table: &[(&str, Option<Usage>)] = &[
             (
-                fixture!("bare_array.json"),
+                fixture!("gemini", "bare_array.json"),
                 Some(Usage {
                     prompt_tokens: 1548,
                     candidates_tokens: 386,
@@ -1031,7 +1005,7 @@ mod tests {
                 }),
             ),
             (
-                fixture!("blocked_safety.json"),
+                fixture!("gemini", "blocked_safety.json"),
                 Some(Usage {
                     prompt_tokens: 1548,
                     candidates_tokens: 0,
@@ -1039,23 +1013,23 @@ mod tests {
                     total_tokens: 1548,
                 }),
             ),
-            (fixture!("error_500.json"), None),
+            (fixture!("gemini", "error_500.json"), None),
             ("not json", None),
         ];
         for (body, want) in table {
             assert_eq!(usage(body), *want);
         }
         for body in [
-            fixture!("bare_array.json"),
-            fixture!("fenced.json"),
-            fixture!("prose.json"),
-            fixture!("wrapped_books.json"),
-            fixture!("empty_candidates.json"),
-            fixture!("blocked_safety.json"),
-            fixture!("finish_safety.json"),
-            fixture!("out_of_range_boxes.json"),
-            fixture!("missing_fields.json"),
-            fixture!("truncated_max_tokens.json"),
+            fixture!("gemini", "bare_array.json"),
+            fixture!("gemini", "fenced.json"),
+            fixture!("gemini", "prose.json"),
+            fixture!("gemini", "wrapped_books.json"),
+            fixture!("gemini", "empty_candidates.json"),
+            fixture!("gemini", "blocked_safety.json"),
+            fixture!("gemini", "finish_safety.json"),
+            fixture!("gemini", "out_of_range_boxes.json"),
+            fixture!("gemini", "missing_fields.json"),
+            fixture!("gemini", "truncated_max_tokens.json"),
         ] {
             let v: Value = serde_json::from_str(body).unwrap();
             assert!(v["modelVersion"].is_string() && v["responseId"].is_string());
@@ -1475,12 +1449,12 @@ mod tests {
     fn reads_google_error_bodies() {
         let table: &[(&str, Option<&str>, Option<u64>)] = &[
             (
-                fixture!("error_429.json"),
+                fixture!("gemini", "error_429.json"),
                 Some("You exceeded your current quota, please check your plan and billing details. For more information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits."),
                 Some(27),
             ),
             (
-                fixture!("error_500.json"),
+                fixture!("gemini", "error_500.json"),
                 Some("An internal error has occurred. Please retry or report in https://developers.generativeai.google/guide/troubleshooting"),
                 None,
             ),

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::marker::PhantomData;
 
+use crate::json_body::structural_brackets;
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::json;
 
@@ -222,29 +223,14 @@ fn check_entry(entry: RawEntry<'_>, position: usize) -> Result<(u32, Cow<'_, str
 /// deeply nested body is refused with a 400 before any recursive parser sees it.
 fn exceeds_depth(body: &[u8], max: usize) -> bool {
     let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for &b in body {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
+    for (_, b) in structural_brackets(body) {
+        if matches!(b, b'[' | b'{') {
+            depth += 1;
+            if depth > max {
+                return true;
             }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > max {
-                    return true;
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
+        } else {
+            depth = depth.saturating_sub(1);
         }
     }
     false

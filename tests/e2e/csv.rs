@@ -1,9 +1,7 @@
 //! The CSV import pipeline against the real worker: formats, a 10 MiB file, restarts, limits.
 
 use crate::support::*;
-use bookstrack_jobs::csv_import::{
-    generate_goodreads, parse_slice, read_header, Deduper, ImportTotals,
-};
+use bookstrack_jobs::csv_import::generate_goodreads;
 use serde_json::{json, Value};
 use std::time::Instant;
 
@@ -15,16 +13,8 @@ fn fixture(name: &str) -> Vec<u8> {
     .unwrap()
 }
 
-async fn upload(w: &Worker, path: &str, content_type: Option<&str>, body: Vec<u8>) -> Answer {
-    let mut req = http().post(w.url(path)).body(body);
-    if let Some(ct) = content_type {
-        req = req.header("content-type", ct);
-    }
-    Answer::from(req.send().await.unwrap()).await
-}
-
 async fn import(w: &Worker, body: Vec<u8>) -> Created {
-    Created::from_answer(&upload(w, "/api/import/csv", Some("text/csv"), body).await)
+    Created::from_answer(&post_bytes(w, "/api/import/csv", Some("text/csv"), body).await)
 }
 
 async fn results(w: &Worker, job: &Created) -> Value {
@@ -36,39 +26,6 @@ async fn results(w: &Worker, job: &Created) -> Value {
     .await;
     assert_eq!(a.status, 200, "{}", &a.text[..a.text.len().min(500)]);
     a.data().clone()
-}
-
-/// What an undisturbed, native import of `file` gives: the contract's results document.
-fn native_results(file: &[u8]) -> (Value, ImportTotals) {
-    let (header, mut cursor) = read_header(file, true).unwrap();
-    let (mut totals, mut deduper) = (ImportTotals::default(), Deduper::default());
-    let (mut books, mut errors) = (Vec::new(), Vec::new());
-    loop {
-        let out = parse_slice(
-            &header,
-            &file[cursor.offset as usize..],
-            cursor,
-            true,
-            10_000,
-            &mut totals,
-            &mut deduper,
-        );
-        books.extend(out.books);
-        errors.extend(out.errors);
-        cursor = out.cursor;
-        if out.done {
-            break;
-        }
-    }
-    let rate = format!("{}/{}", totals.books, totals.data_records);
-    (
-        json!({ "books": books, "errors": errors, "successRate": rate }),
-        totals,
-    )
-}
-
-fn core_document(results: &Value) -> Value {
-    json!({ "books": results["books"], "errors": results["errors"], "successRate": results["successRate"] })
 }
 
 #[tokio::test]
@@ -160,10 +117,10 @@ async fn a_ten_mib_file_of_fifty_thousand_rows_is_fully_accounted_for() {
         (claimed.books, claimed.errors, claimed.duplicates)
     );
     let got = results(w, &job).await;
-    let (want, _) = native_results(&file);
+    let (want, _) = reference::csv_results(&file);
     assert_eq!(got["books"].as_array().unwrap().len() as u64, claimed.books);
     assert!(
-        core_document(&got) == want,
+        reference::csv_core(&got) == want,
         "results differ from a native import"
     );
     // The job's progress was reported along the way, at a bounded rate.
@@ -201,7 +158,7 @@ async fn a_restart_mid_import_gives_exactly_the_undisturbed_results() {
         .collect();
     assert!(!after.is_empty(), "the import resumed after the restart");
     let got = results(&w, &job).await;
-    let (want, totals) = native_results(&file);
+    let (want, totals) = reference::csv_results(&file);
     assert_eq!(totals, claimed);
     assert_eq!(
         got["books"].as_array().unwrap().len() as u64,
@@ -209,7 +166,7 @@ async fn a_restart_mid_import_gives_exactly_the_undisturbed_results() {
         "no row lost or duplicated"
     );
     assert!(
-        core_document(&got) == want,
+        reference::csv_core(&got) == want,
         "results differ from an undisturbed import"
     );
 }
@@ -217,7 +174,7 @@ async fn a_restart_mid_import_gives_exactly_the_undisturbed_results() {
 #[tokio::test]
 async fn uploads_are_checked_before_any_job_exists() {
     let w = shared().await;
-    let no_title = upload(
+    let no_title = post_bytes(
         w,
         "/api/import/csv",
         Some("text/csv"),
@@ -229,10 +186,10 @@ async fn uploads_are_checked_before_any_job_exists() {
         no_title.body["error"]["details"]["columnsFound"],
         json!(["Name", "Writer", "ISBN"])
     );
-    upload(w, "/api/import/csv", Some("text/csv"), Vec::new())
+    post_bytes(w, "/api/import/csv", Some("text/csv"), Vec::new())
         .await
         .assert_error(400, "INVALID_REQUEST");
-    upload(
+    post_bytes(
         w,
         "/api/import/csv",
         Some("application/json"),
@@ -240,12 +197,12 @@ async fn uploads_are_checked_before_any_job_exists() {
     )
     .await
     .assert_error(415, "UNSUPPORTED_MEDIA_TYPE");
-    upload(w, "/api/import/csv", None, b"Title\nDune\n".to_vec())
+    post_bytes(w, "/api/import/csv", None, b"Title\nDune\n".to_vec())
         .await
         .assert_error(415, "UNSUPPORTED_MEDIA_TYPE");
     let mut big = b"Title\n".to_vec();
     big.resize(10 * 1024 * 1024 + 1, b'x');
-    upload(w, "/api/import/csv", Some("text/csv"), big)
+    post_bytes(w, "/api/import/csv", Some("text/csv"), big)
         .await
         .assert_error(413, "PAYLOAD_TOO_LARGE");
     let boundary = "csvboundary";
@@ -254,11 +211,12 @@ async fn uploads_are_checked_before_any_job_exists() {
             .into_bytes()
     };
     let ct = format!("multipart/form-data; boundary={boundary}");
-    upload(w, "/api/import/csv", Some(&ct), form("upload"))
+    post_bytes(w, "/api/import/csv", Some(&ct), form("upload"))
         .await
         .assert_error(400, "INVALID_REQUEST");
-    let job =
-        Created::from_answer(&upload(w, "/api/import/csv-gemini", Some(&ct), form("file")).await);
+    let job = Created::from_answer(
+        &post_bytes(w, "/api/import/csv-gemini", Some(&ct), form("file")).await,
+    );
     let mut ws = Socket::connect(w, &job).await;
     ws.ready().await;
     assert_eq!(ws.until_closed().await.code, 1000);

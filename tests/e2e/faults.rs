@@ -4,9 +4,7 @@
 use crate::support::providers::{image, Providers};
 use crate::support::*;
 use bookstrack_jobs::base64;
-use bookstrack_jobs::csv_import::{
-    generate_goodreads, parse_slice, read_header, Deduper, ImportTotals,
-};
+use bookstrack_jobs::csv_import::generate_goodreads;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -76,32 +74,8 @@ async fn undisturbed(w: &Worker, job: &Created, segment: &str) -> Value {
 async fn csv_imports_survive_kills_at_random_points() {
     let mut w = Worker::start(test_options()).await;
     let (file, claimed) = generate_goodreads(30_000, 5);
-    let (header, mut cursor) = read_header(&file, true).unwrap();
-    let (mut totals, mut deduper, mut books, mut errors) = (
-        ImportTotals::default(),
-        Deduper::default(),
-        Vec::new(),
-        Vec::new(),
-    );
-    loop {
-        let out = parse_slice(
-            &header,
-            &file[cursor.offset as usize..],
-            cursor,
-            true,
-            5_000,
-            &mut totals,
-            &mut deduper,
-        );
-        books.extend(out.books);
-        errors.extend(out.errors);
-        cursor = out.cursor;
-        if out.done {
-            break;
-        }
-    }
+    let (reference, totals) = reference::csv_results(&file);
     assert_eq!(totals, claimed);
-    let reference = json!({ "books": books, "errors": errors, "successRate": format!("{}/{}", totals.books, totals.data_records) });
     let mut recovered = 0;
     for (i, seed) in SEEDS.iter().enumerate() {
         let answer = http()

@@ -6,14 +6,7 @@ use bookstrack_jobs::base64;
 use serde_json::{json, Value};
 
 async fn post_image(w: &Worker, content_type: &str, body: Vec<u8>) -> Answer {
-    let resp = http()
-        .post(w.url("/api/scan-bookshelf"))
-        .header("content-type", content_type)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    Answer::from(resp).await
+    post_bytes(w, "/api/scan-bookshelf", Some(content_type), body).await
 }
 
 async fn post_batch(w: &Worker, body: &Value) -> Answer {

@@ -25,14 +25,7 @@ async fn send(
     content_type: &str,
     body: Vec<u8>,
 ) -> Answer {
-    let resp = client
-        .post(w.url(path))
-        .header("content-type", content_type)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    Answer::from(resp).await
+    post_bytes_with(client, w, path, Some(content_type), body).await
 }
 
 fn assert_limited(a: &Answer) -> u64 {

@@ -122,6 +122,31 @@ pub async fn post_json(worker: &Worker, path: &str, body: &Value, token: Option<
     Answer::from(req.send().await.unwrap()).await
 }
 
+/// POSTs raw bytes from `client`, with the Content-Type given (none for `None`).
+pub async fn post_bytes_with(
+    client: &reqwest::Client,
+    worker: &Worker,
+    path: &str,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> Answer {
+    let mut req = client.post(worker.url(path)).body(body);
+    if let Some(ct) = content_type {
+        req = req.header("content-type", ct);
+    }
+    Answer::from(req.send().await.unwrap()).await
+}
+
+/// POSTs raw bytes as a new client.
+pub async fn post_bytes(
+    worker: &Worker,
+    path: &str,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> Answer {
+    post_bytes_with(&http(), worker, path, content_type, body).await
+}
+
 /// A job as its creation route described it.
 #[derive(Debug, Clone)]
 pub struct Created {

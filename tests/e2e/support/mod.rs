@@ -3,6 +3,7 @@
 pub mod client;
 pub mod fake;
 pub mod providers;
+pub mod reference;
 pub mod wrangler;
 
 pub use client::*;
