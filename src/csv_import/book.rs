@@ -128,10 +128,11 @@ fn dedupe_keys(book: &Book) -> (Option<String>, String) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn book(title: &str, author: &str, isbn: Option<&str>) -> Book {
+    /// A book with only these fields set; shared with the slice tests.
+    pub(crate) fn book(title: &str, author: &str, isbn: Option<&str>) -> Book {
         Book {
             title: title.into(),
             author: author.into(),

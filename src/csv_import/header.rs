@@ -254,7 +254,7 @@ fn all_columns(keys: &[String], wanted: &[&str]) -> Vec<usize> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) const GOODREADS: &str = "Book Id,Title,Author,Author l-f,Additional Authors,ISBN,\
@@ -267,12 +267,12 @@ mod tests {
         Exclusive Shelf,My Review,Spoiler,Private Notes,Read Count,Recommended For,\
         Recommended By,Owned Copies,Original Purchase Date,Original Purchase Location,\
         Condition,Condition Description,BCID";
-    const STORYGRAPH: &str = "Title,Authors,Contributors,ISBN/UID,Format,Read Status,\
+    pub(crate) const STORYGRAPH: &str = "Title,Authors,Contributors,ISBN/UID,Format,Read Status,\
         Date Added,Last Date Read,Dates Read,Read Count,Moods,Pace,Character- or Plot-Driven?,\
         Strong Character Development?,Loveable Characters?,Diverse Characters?,\
         Flawed Characters?,Star Rating,Review,Content Warnings,Content Warning Description,\
         Tags,Owned?";
-    const LIBRARYTHING: &str = "Book Id,Title,Sort Character,Primary Author,\
+    pub(crate) const LIBRARYTHING: &str = "Book Id,Title,Sort Character,Primary Author,\
         Primary Author Role,Secondary Author,Secondary Author Roles,Publication,Date,Review,\
         Rating,Comment,Private Comment,Summary,Media,Physical Description,Weight,Height,\
         Thickness,Length,Dimensions,Page Count,LCCN,Acquired,Date Started,Date Read,Barcode,\

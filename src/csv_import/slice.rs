@@ -196,22 +196,8 @@ pub(crate) mod tests {
     use super::*;
     use crate::csv_import::read_header;
 
-    const GOODREADS_HEADER: &str = "Book Id,Title,Author,Author l-f,Additional Authors,ISBN,\
-        ISBN13,My Rating,Average Rating,Publisher,Binding,Number of Pages,Year Published,\
-        Original Publication Year,Date Read,Date Added,Bookshelves,Bookshelves with positions,\
-        Exclusive Shelf,My Review,Spoiler,Private Notes,Read Count,Owned Copies\n";
-    const STORYGRAPH_HEADER: &str = "Title,Authors,Contributors,ISBN/UID,Format,Read Status,\
-        Date Added,Last Date Read,Dates Read,Read Count,Moods,Pace,Character- or Plot-Driven?,\
-        Strong Character Development?,Loveable Characters?,Diverse Characters?,\
-        Flawed Characters?,Star Rating,Review,Content Warnings,Content Warning Description,\
-        Tags,Owned?\n";
-    const LIBRARYTHING_HEADER: &str = "Book Id,Title,Sort Character,Primary Author,\
-        Primary Author Role,Secondary Author,Secondary Author Roles,Publication,Date,Review,\
-        Rating,Comment,Private Comment,Summary,Media,Physical Description,Weight,Height,\
-        Thickness,Length,Dimensions,Page Count,LCCN,Acquired,Date Started,Date Read,Barcode,\
-        BCID,Tags,Collections,Languages,Original Languages,LC Classification,ISBN,ISBNs,\
-        Subjects,Dewey Decimal,Dewey Wording,Other Call Number,Copies,Source,Entry Date,\
-        From Where,OCLC,Work id,Lending Patron,Lending Status,Lending Start,Lending End\n";
+    // The real header rows, shared with the header tests; each file adds its own line break.
+    use crate::csv_import::header::tests::{GOODREADS, LIBRARYTHING, STORYGRAPH};
 
     /// Everything a whole import produces.
     #[derive(Debug, Clone, PartialEq)]
@@ -282,18 +268,7 @@ pub(crate) mod tests {
     }
 
     fn book(title: &str, author: &str) -> Book {
-        Book {
-            title: title.into(),
-            author: author.into(),
-            isbn: None,
-            isbn10: None,
-            identifier: None,
-            shelf: None,
-            rating: None,
-            date_read: None,
-            series: None,
-            series_number: None,
-        }
+        crate::csv_import::book::tests::book(title, author, None)
     }
 
     fn error(line: u64, title: Option<&str>, error: &str) -> RowError {
@@ -406,7 +381,7 @@ pub(crate) mod tests {
             ),
         ];
         for (name, row, want) in cases {
-            let import = import_whole(format!("{GOODREADS_HEADER}{row}").as_bytes());
+            let import = import_whole(format!("{GOODREADS}\n{row}").as_bytes());
             let got = match (import.books.as_slice(), import.errors.as_slice()) {
                 ([book], []) => Ok(book.clone()),
                 ([], [error]) => Err(error.clone()),
@@ -420,7 +395,7 @@ pub(crate) mod tests {
     fn maps_storygraph_and_librarything_rows() {
         let storygraph = |isbn: &str, last: &str, dates: &str, stars: &str| {
             format!(
-                "{STORYGRAPH_HEADER}Piranesi,Susanna Clarke,,{isbn},digital,read,2023/01/01,\
+                "{STORYGRAPH}\nPiranesi,Susanna Clarke,,{isbn},digital,read,2023/01/01,\
                  {last},{dates},1,,,,,,,,{stars},,,,,No\n"
             )
         };
@@ -434,7 +409,7 @@ pub(crate) mod tests {
             fields[29] = "Your library";
             fields[33] = isbn;
             fields[34] = isbns;
-            format!("{LIBRARYTHING_HEADER}{}\n", fields.join(","))
+            format!("{LIBRARYTHING}\n{}\n", fields.join(","))
         };
         // (name, file, isbn, identifier, rating, date read)
         type Case = (
@@ -768,7 +743,7 @@ pub(crate) mod tests {
         for file in [
             TRICKY,
             format!(
-                "{GOODREADS_HEADER}{}",
+                "{GOODREADS}\n{}",
                 goodreads_row("A (S, #1)", "=\"0441013597\"", "", "3", "2023/08/15")
             )
             .as_bytes(),
