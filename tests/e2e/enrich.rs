@@ -280,18 +280,7 @@ async fn cancel_mid_batch_stops_the_lookups() {
         .map(|i| json!({ "title": format!("{tag} {i}"), "author": "A" }))
         .collect();
     let job = Created::from_answer(&create(w, &books).await);
-    let mut ws = Socket::connect(w, &job).await;
-    ws.ready().await;
-    ws.until("job_progress").await;
-    let answer = post_json(
-        w,
-        "/api/enrichment/cancel",
-        &json!({ "jobId": job.job_id }),
-        Some(&job.token),
-    )
-    .await;
-    assert_eq!(answer.status, 200, "{}", answer.text);
-    assert_eq!(ws.until_closed().await.code, 1001);
+    cancel_after_first_progress(w, &job, "/api/enrichment/cancel").await;
     server_time_passes(w, 1_500).await;
     let looked_up: std::collections::HashSet<String> = providers
         .server

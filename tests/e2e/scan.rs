@@ -257,18 +257,7 @@ async fn cancel_stops_further_photos() {
     let marker = format!("slow-cancel-{}", std::process::id());
     let photos: Vec<(i64, Vec<u8>)> = (0..4).map(|i| (i, image("jpeg", &marker))).collect();
     let job = Created::from_answer(&post_batch(w, &batch(&photos)).await);
-    let mut ws = Socket::connect(w, &job).await;
-    ws.ready().await;
-    ws.until("job_progress").await;
-    let answer = post_json(
-        w,
-        "/api/scan-bookshelf/cancel",
-        &json!({ "jobId": job.job_id }),
-        Some(&job.token),
-    )
-    .await;
-    assert_eq!(answer.status, 200, "{}", answer.text);
-    assert_eq!(ws.until_closed().await.code, 1001);
+    cancel_after_first_progress(w, &job, "/api/scan-bookshelf/cancel").await;
     // Longer than two more photos would take, had the scan gone on.
     server_time_passes(w, 1_500).await;
     let asked = providers.gemini_counts.get(&marker);
