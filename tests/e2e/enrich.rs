@@ -212,36 +212,21 @@ async fn bad_enrichment_requests_are_400_with_the_index() {
         .collect();
     assert_eq!(create(w, &hundred).await.status, 202);
     // Wrong content type and oversized bodies.
-    let resp = http()
-        .post(w.url("/api/enrichment/batch"))
-        .header("content-type", "text/plain")
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
-    Answer::from(resp)
+    post_bytes(w, "/api/enrichment/batch", Some("text/plain"), "{}".into())
         .await
         .assert_error(415, "UNSUPPORTED_MEDIA_TYPE");
-    let resp = http()
-        .post(w.url("/v1/enrichment/batch"))
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
-    Answer::from(resp)
+    post_bytes(w, "/v1/enrichment/batch", None, "{}".into())
         .await
         .assert_error(415, "UNSUPPORTED_MEDIA_TYPE");
     let big = format!(r#"{{"books":[{{"title":"{}"}}]}}"#, "x".repeat(300 * 1024));
-    let resp = http()
-        .post(w.url("/api/enrichment/batch"))
-        .header("content-type", "application/json")
-        .body(big)
-        .send()
-        .await
-        .unwrap();
-    Answer::from(resp)
-        .await
-        .assert_error(413, "PAYLOAD_TOO_LARGE");
+    post_bytes(
+        w,
+        "/api/enrichment/batch",
+        Some("application/json"),
+        big.into_bytes(),
+    )
+    .await
+    .assert_error(413, "PAYLOAD_TOO_LARGE");
 }
 
 #[tokio::test]

@@ -78,14 +78,8 @@ async fn csv_imports_survive_kills_at_random_points() {
     assert_eq!(totals, claimed);
     let mut recovered = 0;
     for (i, seed) in SEEDS.iter().enumerate() {
-        let answer = http()
-            .post(w.url("/api/import/csv"))
-            .header("content-type", "text/csv")
-            .body(file.clone())
-            .send()
-            .await
-            .unwrap();
-        let job = Created::from_answer(&Answer::from(answer).await);
+        let answer = post_bytes(&w, "/api/import/csv", Some("text/csv"), file.clone()).await;
+        let job = Created::from_answer(&answer);
         // The first seed kills before the job starts; the others somewhere in the import.
         let point = if i == 0 {
             0
@@ -191,14 +185,14 @@ async fn provider_timeouts_are_retried_or_fall_back() {
     .await;
     // Gemini hangs past the timeout once, then answers: the photo is retried and succeeds.
     let marker = "hangonce-timeout";
-    let answer = http()
-        .post(w.url("/api/scan-bookshelf"))
-        .header("content-type", "image/png")
-        .body(image("png", marker))
-        .send()
-        .await
-        .unwrap();
-    let job = Created::from_answer(&Answer::from(answer).await);
+    let answer = post_bytes(
+        &w,
+        "/api/scan-bookshelf",
+        Some("image/png"),
+        image("png", marker),
+    )
+    .await;
+    let job = Created::from_answer(&answer);
     let summary = undisturbed(&w, &job, "scan").await;
     assert!(summary["totalDetected"].as_u64().unwrap() > 0);
     assert_eq!(
@@ -214,13 +208,7 @@ async fn provider_timeouts_are_retried_or_fall_back() {
     .await;
     // Google Books hangs for a title: Open Library answers instead.
     let body = json!({ "books": [{ "title": "Hang Google Volume", "author": "Slow Writer" }] });
-    let answer = http()
-        .post(w.url("/api/enrichment/batch"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let job = Created::from_answer(&Answer::from(answer).await);
+    let job = Created::from_answer(&post_json(&w, "/api/enrichment/batch", &body, None).await);
     let got = undisturbed(&w, &job, "enrichment").await;
     assert_eq!(got["books"][0]["success"], true, "{got}");
     assert_eq!(got["books"][0]["enriched"]["provider"], "open_library");

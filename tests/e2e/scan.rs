@@ -455,26 +455,22 @@ async fn bad_scan_requests_get_400_413_415() {
         );
         answer.assert_envelope();
     }
-    let resp = http()
-        .post(w.url("/api/scan-bookshelf/batch"))
-        .header("content-type", "text/plain")
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
-    Answer::from(resp)
-        .await
-        .assert_error(415, "UNSUPPORTED_MEDIA_TYPE");
+    post_bytes(
+        w,
+        "/api/scan-bookshelf/batch",
+        Some("text/plain"),
+        "{}".into(),
+    )
+    .await
+    .assert_error(415, "UNSUPPORTED_MEDIA_TYPE");
     // A body over 36 MiB is refused whole.
     let huge = vec![b' '; 36 * 1024 * 1024 + 1];
-    let resp = http()
-        .post(w.url("/api/scan-bookshelf/batch"))
-        .header("content-type", "application/json")
-        .body(huge)
-        .send()
-        .await
-        .unwrap();
-    Answer::from(resp)
-        .await
-        .assert_error(413, "PAYLOAD_TOO_LARGE");
+    post_bytes(
+        w,
+        "/api/scan-bookshelf/batch",
+        Some("application/json"),
+        huge,
+    )
+    .await
+    .assert_error(413, "PAYLOAD_TOO_LARGE");
 }
