@@ -1,6 +1,6 @@
 //! Measures CSV import throughput natively: 50,000 generated Goodreads rows, parsed the way the glue does.
 
-use bookstrack_jobs::csv_import::{
+use bookstrack_jobs::pipelines::csv::{
     generate_goodreads, parse_slice, read_header, Deduper, ImportTotals,
 };
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! The Worker-to-object creation message: a JSON header framed with the job's binary inputs.
 
 use crate::job::Pipeline;
-use crate::work::Work;
+use crate::pipelines::work::Work;
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
 
@@ -75,7 +75,7 @@ pub fn decode(body: &[u8]) -> Result<(CreateJob, &[u8]), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::synthetic::SyntheticSpec;
+    use crate::pipelines::synthetic::SyntheticSpec;
 
     #[test]
     fn slices_cover_the_data_exactly() {

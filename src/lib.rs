@@ -50,29 +50,22 @@ macro_rules! fixture {
 
 pub mod base64;
 pub mod config;
-pub mod csv_import;
-pub mod enrich;
 pub mod envelope;
 pub mod error;
 pub mod ids;
 pub mod internal;
 pub mod isbn;
 pub mod job;
-pub mod jobcore;
 pub mod json_body;
 pub mod limits;
 pub mod logline;
 pub mod multipart;
+pub mod pipelines;
 pub mod protocol;
 pub mod rate_limit;
 pub mod routes;
-pub mod scan;
-pub mod schedule;
-pub mod synthetic;
-pub mod throttle;
 pub mod time;
 pub mod token;
-pub mod work;
 
 pub mod runtime;
 

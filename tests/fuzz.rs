@@ -35,27 +35,27 @@ use std::collections::HashSet;
 use std::fmt::Debug;
 use std::time::Instant;
 
-use bookstrack_jobs::csv_import::{
-    count_data_records, parse_slice, read_header, Book, Cursor, Deduper, Header, ImportTotals,
-    RowError, RowWarning,
-};
-use bookstrack_jobs::enrich::{
-    self, best_match, google_books, open_library, score, BookInput, Candidate, EditionCandidate,
-    MIN_SCORE,
-};
 use bookstrack_jobs::error::ApiError;
 use bookstrack_jobs::internal::{self, Blob, CreateJob};
 use bookstrack_jobs::isbn::{is_valid_isbn10, is_valid_isbn13, isbn13_to_10};
 use bookstrack_jobs::job::Pipeline;
 use bookstrack_jobs::multipart::{self, MultipartError, Part, MAX_PARTS};
+use bookstrack_jobs::pipelines::csv::{
+    count_data_records, parse_slice, read_header, Book, Cursor, Deduper, Header, ImportTotals,
+    RowError, RowWarning,
+};
+use bookstrack_jobs::pipelines::enrich::{
+    self, best_match, google_books, open_library, score, BookInput, Candidate, EditionCandidate,
+    MIN_SCORE,
+};
+use bookstrack_jobs::pipelines::scan::gemini::{self, GeminiError};
+use bookstrack_jobs::pipelines::scan::{image, request as scan_request, ScanBook};
+use bookstrack_jobs::pipelines::synthetic::{self, SyntheticSpec};
+use bookstrack_jobs::pipelines::work::Work;
 use bookstrack_jobs::protocol::{
     self, ClientMessage, Violation, MAX_CLIENT_MESSAGE_BYTES, MAX_CLOSE_REASON_BYTES,
 };
-use bookstrack_jobs::scan::gemini::{self, GeminiError};
-use bookstrack_jobs::scan::{image, request as scan_request, ScanBook};
-use bookstrack_jobs::synthetic::{self, SyntheticSpec};
 use bookstrack_jobs::token::{self, TokenSigner};
-use bookstrack_jobs::work::Work;
 use bookstrack_jobs::{base64, ids};
 use proptest::prelude::*;
 use proptest::sample::{select, Index};

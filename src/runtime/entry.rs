@@ -2,8 +2,6 @@
 //! state, and forward to the job's Durable Object.
 
 use crate::config::Config;
-use crate::csv_import::{read_header, HeaderError, ImportTotals, MAX_HEADER_COLUMNS};
-use crate::enrich;
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{issue_job_id, issued_at, parse_job_id};
 use crate::internal::{self, Blob, CreateJob};
@@ -14,17 +12,19 @@ use crate::limits::{
     ENRICHMENT_BODY_BYTES, MULTIPART_OVERHEAD_BYTES, SMALL_JSON_BODY_BYTES,
 };
 use crate::multipart;
+use crate::pipelines::csv::{read_header, HeaderError, ImportTotals, MAX_HEADER_COLUMNS};
+use crate::pipelines::enrich;
+use crate::pipelines::scan::request::{self as scan_request, ScanImage};
+use crate::pipelines::synthetic;
+use crate::pipelines::work::{CsvWork, EnrichWork, ScanPhoto, ScanWork, Work};
 use crate::rate_limit::Bucket;
 use crate::routes::{self, Resolved, Route};
 use crate::runtime::http;
 use crate::runtime::job_object::stub_for;
 use crate::runtime::pipelines::{CSV_INPUT_PREFIX, ENRICH_INPUT_KEY};
 use crate::runtime::rate_limiter::{self, Decision};
-use crate::scan::request::{self as scan_request, ScanImage};
-use crate::synthetic;
 use crate::time::Millis;
 use crate::token::{self, TokenSigner};
-use crate::work::{CsvWork, EnrichWork, ScanPhoto, ScanWork, Work};
 use serde::Deserialize;
 use serde_json::json;
 use worker::js_sys::Uint8Array;

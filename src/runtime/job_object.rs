@@ -8,8 +8,11 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::ids::parse_job_id;
 use crate::internal::{self, CreateJob};
+use crate::job::record::{JobRecord, Lifetimes, RefreshOutcome};
+use crate::job::schedule::{RetryOutcome, RetryPolicy, TaskKind};
+use crate::job::throttle::{PersistDecision, SOCKET_MIN_INTERVAL_MS};
 use crate::job::{JobError, Status};
-use crate::jobcore::{JobRecord, Lifetimes, RefreshOutcome};
+use crate::pipelines::work::Work;
 use crate::protocol::{
     self, classify_client_binary, parse_client_text, ClientMessage, CloseCode, ServerMessage,
     Violation,
@@ -17,11 +20,8 @@ use crate::protocol::{
 use crate::runtime::http;
 use crate::runtime::pipelines::{self, StepFailure, StepOutcome};
 use crate::runtime::store::{self, IoCounters, WriteBatch};
-use crate::schedule::{RetryOutcome, RetryPolicy, TaskKind};
-use crate::throttle::{PersistDecision, SOCKET_MIN_INTERVAL_MS};
 use crate::time::Millis;
 use crate::token::{self, RefreshError, TokenRecord, TokenSigner};
-use crate::work::Work;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::cell::{Cell, RefCell};
@@ -48,7 +48,7 @@ struct Memory {
     /// Set when stored data could not be read back; every request answers 500 rather than
     /// pretending the job does not exist.
     corrupt: Option<String>,
-    coalescer: crate::throttle::SocketCoalescer,
+    coalescer: crate::job::throttle::SocketCoalescer,
     pipeline: pipelines::Cache,
 }
 

@@ -365,7 +365,7 @@ async fn bench() {
             .var("LOG_LEVEL", "info"),
     )
     .await;
-    let (file, _) = bookstrack_jobs::csv_import::generate_goodreads(50_000, 3);
+    let (file, _) = bookstrack_jobs::pipelines::csv::generate_goodreads(50_000, 3);
     let native = native_csv();
     let mut figures = Figures::default();
     for rep in 0..reps {

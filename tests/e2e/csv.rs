@@ -1,7 +1,7 @@
 //! The CSV import pipeline against the real worker: formats, a 10 MiB file, restarts, limits.
 
 use crate::support::*;
-use bookstrack_jobs::csv_import::generate_goodreads;
+use bookstrack_jobs::pipelines::csv::generate_goodreads;
 use serde_json::{json, Value};
 use std::time::Instant;
 

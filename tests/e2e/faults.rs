@@ -4,7 +4,7 @@
 use crate::support::providers::{image, Providers};
 use crate::support::*;
 use bookstrack_jobs::base64;
-use bookstrack_jobs::csv_import::generate_goodreads;
+use bookstrack_jobs::pipelines::csv::generate_goodreads;
 use serde_json::{json, Value};
 use std::time::Duration;
 

@@ -1,13 +1,13 @@
 //! The CSV import's glue: the upload parsed in bounded slices on the alarm, results stored in slices.
 
 use super::{Cache, StepFailure, StepOutcome};
-use crate::csv_import::{
+use crate::internal;
+use crate::pipelines::csv::{
     count_data_records, parse_slice, success_rate, Book, Deduper, RowError, RowWarning,
 };
-use crate::internal;
+use crate::pipelines::work::{CsvWork, Work};
 use crate::runtime::job_object::JobObject;
 use crate::runtime::store::{self, WriteBatch};
-use crate::work::{CsvWork, Work};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::rc::Rc;

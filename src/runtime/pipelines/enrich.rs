@@ -1,15 +1,15 @@
 //! The enrichment pipeline's glue: chunks of books looked up concurrently, outcomes stored per book.
 
 use super::{StepFailure, StepOutcome};
-use crate::enrich::model::NOT_FOUND_MESSAGE;
-use crate::enrich::plan::{Bases, Lookup, Step};
-use crate::enrich::{BookInput, BookOutcome};
 use crate::job::JobError;
+use crate::pipelines::enrich::model::NOT_FOUND_MESSAGE;
+use crate::pipelines::enrich::plan::{Bases, Lookup, Step};
+use crate::pipelines::enrich::{BookInput, BookOutcome};
+use crate::pipelines::work::{EnrichWork, Work};
 use crate::runtime::http;
 use crate::runtime::job_object::JobObject;
 use crate::runtime::provider;
 use crate::runtime::store;
-use crate::work::{EnrichWork, Work};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use std::rc::Rc;

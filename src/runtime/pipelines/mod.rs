@@ -8,15 +8,15 @@ mod synthetic;
 pub use csv::INPUT_PREFIX as CSV_INPUT_PREFIX;
 pub use enrich::INPUT_KEY as ENRICH_INPUT_KEY;
 
-use crate::csv_import::Deduper;
-use crate::enrich::BookInput;
 use crate::error::ApiError;
 use crate::job::JobError;
+use crate::pipelines::csv::Deduper;
+use crate::pipelines::enrich::BookInput;
+use crate::pipelines::work::Work;
 use crate::runtime::http;
 use crate::runtime::job_object::JobObject;
 use crate::runtime::store::WriteBatch;
 use crate::time::Millis;
-use crate::work::Work;
 use serde_json::Value;
 use std::rc::Rc;
 

@@ -3,13 +3,13 @@
 use super::{StepFailure, StepOutcome};
 use crate::internal;
 use crate::job::JobError;
+use crate::pipelines::scan::gemini;
+use crate::pipelines::scan::results::{self, PhotoStatus, ScanBook};
+use crate::pipelines::work::{ScanPhoto, ScanWork, Work};
 use crate::runtime::http;
 use crate::runtime::job_object::JobObject;
 use crate::runtime::provider;
 use crate::runtime::store;
-use crate::scan::gemini;
-use crate::scan::results::{self, PhotoStatus, ScanBook};
-use crate::work::{ScanPhoto, ScanWork, Work};
 use serde_json::{json, Value};
 use worker::Method;
 

@@ -1,8 +1,8 @@
 //! The synthetic pipeline's glue: reports N items through the same machinery as real work.
 
 use super::{StepFailure, StepOutcome};
+use crate::pipelines::synthetic::{self, SyntheticSpec};
 use crate::runtime::job_object::JobObject;
-use crate::synthetic::{self, SyntheticSpec};
 use serde_json::{json, Value};
 
 pub async fn step(

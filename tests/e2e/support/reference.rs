@@ -1,6 +1,8 @@
 //! What an undisturbed import gives, computed natively, to compare the worker's results with.
 
-use bookstrack_jobs::csv_import::{parse_slice, read_header, success_rate, Deduper, ImportTotals};
+use bookstrack_jobs::pipelines::csv::{
+    parse_slice, read_header, success_rate, Deduper, ImportTotals,
+};
 use serde_json::{json, Value};
 
 /// The contract's CSV results document (books, errors, successRate) for `file`, and its

@@ -4,9 +4,9 @@
 //! event the object handles is a method here that changes the record and tells the caller
 //! what else to do (persist now, which sockets to close); the object only performs the I/O.
 
+use crate::job::schedule::{Schedule, TaskKind};
+use crate::job::throttle::{PersistDecision, PersistPolicy, PersistThrottle};
 use crate::job::{IllegalTransition, JobError, JobState, Pipeline, Status};
-use crate::schedule::{Schedule, TaskKind};
-use crate::throttle::{PersistDecision, PersistPolicy, PersistThrottle};
 use crate::time::Millis;
 use crate::token::TokenRecord;
 use serde::{Deserialize, Serialize};

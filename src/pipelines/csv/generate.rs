@@ -396,8 +396,8 @@ fn broken_check_digit(isbn13: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::csv_import::{parse_slice, read_header, Deduper, Format};
     use crate::isbn::{classify, is_valid_isbn10, is_valid_isbn13, IsbnCheck};
+    use crate::pipelines::csv::{parse_slice, read_header, Deduper, Format};
 
     #[test]
     fn check_digits_agree_with_the_isbn_module() {
@@ -428,7 +428,7 @@ mod tests {
             assert_eq!(header.format, Format::Goodreads);
             let rest = &file[cursor.offset as usize..];
             assert_eq!(
-                crate::csv_import::count_data_records(&header, rest, cursor),
+                crate::pipelines::csv::count_data_records(&header, rest, cursor),
                 rows as u64
             );
             let mut totals = ImportTotals::default();

@@ -1,9 +1,9 @@
 //! The per-pipeline progress a job persists beside its core, so processing resumes after eviction.
 
-use crate::csv_import::{Cursor, Header, ImportTotals};
-use crate::scan::image::ImageKind;
-use crate::scan::results::{PhotoRecord, PhotoStatus};
-use crate::synthetic::SyntheticSpec;
+use crate::pipelines::csv::{Cursor, Header, ImportTotals};
+use crate::pipelines::scan::image::ImageKind;
+use crate::pipelines::scan::results::{PhotoRecord, PhotoStatus};
+use crate::pipelines::synthetic::SyntheticSpec;
 use serde::{Deserialize, Serialize};
 
 /// What a job is working through and how far it got. Stored under its own key and written

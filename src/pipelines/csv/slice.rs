@@ -194,10 +194,10 @@ fn cell<'a>(record: &RawRecord<'a>, column: usize) -> Cow<'a, str> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::csv_import::read_header;
+    use crate::pipelines::csv::read_header;
 
     // The real header rows, shared with the header tests; each file adds its own line break.
-    use crate::csv_import::header::tests::{GOODREADS, LIBRARYTHING, STORYGRAPH};
+    use crate::pipelines::csv::header::tests::{GOODREADS, LIBRARYTHING, STORYGRAPH};
 
     /// Everything a whole import produces.
     #[derive(Debug, Clone, PartialEq)]
@@ -268,7 +268,7 @@ pub(crate) mod tests {
     }
 
     fn book(title: &str, author: &str) -> Book {
-        crate::csv_import::book::tests::book(title, author, None)
+        crate::pipelines::csv::book::tests::book(title, author, None)
     }
 
     fn error(line: u64, title: Option<&str>, error: &str) -> RowError {
@@ -766,8 +766,8 @@ pub(crate) mod tests {
 mod properties {
     use super::tests::{import_from, Import};
     use super::*;
-    use crate::csv_import::header::Header;
-    use crate::csv_import::read_header;
+    use crate::pipelines::csv::header::Header;
+    use crate::pipelines::csv::read_header;
     use proptest::prelude::*;
 
     /// Bytes biased towards the ones the parser treats specially.

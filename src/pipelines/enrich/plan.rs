@@ -349,7 +349,7 @@ mod tests {
         assert!(!outcome.success);
         assert_eq!(
             outcome.error.as_deref(),
-            Some(crate::enrich::model::NOT_FOUND_MESSAGE),
+            Some(crate::pipelines::enrich::model::NOT_FOUND_MESSAGE),
             "near misses are not matches"
         );
         assert_eq!(urls.len(), 2);
@@ -394,7 +394,7 @@ mod tests {
         );
         assert_eq!(
             outcome.error.as_deref(),
-            Some(crate::enrich::model::NOT_FOUND_MESSAGE)
+            Some(crate::pipelines::enrich::model::NOT_FOUND_MESSAGE)
         );
     }
 
