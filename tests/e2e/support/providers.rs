@@ -230,6 +230,16 @@ fn google_books(req: &FakeRequest) -> FakeResponse {
     if title.contains("Unknown") {
         return volumes(Vec::new());
     }
+    // `Stagger<n>` answers after n × 300 ms, so the books of one chunk finish one by one.
+    if let Some(n) = title
+        .split("Stagger")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|digits| digits.parse::<u64>().ok())
+    {
+        return volumes(vec![volume(None, title, author)])
+            .after(Duration::from_millis(300 * n + 20));
+    }
     if title.contains("Hang") {
         return volumes(vec![volume(None, title, author)]).after(Duration::from_secs(3));
     }
