@@ -33,7 +33,9 @@ pub struct Config {
     pub enable_test_routes: bool,
     /// First retry delay of a failing task; doubled per attempt.
     pub task_retry_base_ms: Millis,
-    pub provider_timeout_ms: Millis,
+    /// Deadlines of one provider call (contract 9.6): past them a call is a retryable failure.
+    pub gemini_timeout_ms: Millis,
+    pub books_api_timeout_ms: Millis,
     /// The least important log lines written (`LOG_LEVEL`, default `info`).
     pub log_level: Level,
     /// Values that could not be parsed and fell back to their default, for a log line.
@@ -67,7 +69,8 @@ impl Config {
         let ready = number("READY_TIMEOUT_SECS", 30, 0, 86_400);
         let results_ttl = number("RESULTS_TTL_SECS", 86_400, 1, YEAR_SECS);
         let retry_base = number("TASK_RETRY_BASE_MS", 1_000, 1, 600_000);
-        let provider_timeout = number("PROVIDER_TIMEOUT_MS", 60_000, 100, 300_000);
+        let gemini_timeout = number("GEMINI_TIMEOUT_SECS", 60, 1, 600);
+        let books_timeout = number("BOOKS_API_TIMEOUT_SECS", 10, 1, 600);
 
         let threshold = match text("SCAN_CONFIDENCE_THRESHOLD") {
             None => 0.7,
@@ -125,7 +128,8 @@ impl Config {
                 Some("1" | "true" | "yes" | "on")
             ),
             task_retry_base_ms: retry_base,
-            provider_timeout_ms: provider_timeout,
+            gemini_timeout_ms: gemini_timeout * SECOND_MS,
+            books_api_timeout_ms: books_timeout * SECOND_MS,
             log_level,
             warnings,
         }
@@ -169,6 +173,8 @@ mod tests {
         assert_eq!(c.openlibrary_api_base, DEFAULT_OPENLIBRARY_API_BASE);
         assert_eq!(c.gemini_api_base, DEFAULT_GEMINI_API_BASE);
         assert!(c.gemini_api_key.is_none());
+        assert_eq!(c.gemini_timeout_ms, 60_000);
+        assert_eq!(c.books_api_timeout_ms, 10_000);
         assert!(!c.enable_test_routes);
         assert!(c.signing_key_is_default);
         assert_eq!(c.log_level, Level::Info);

@@ -1,11 +1,14 @@
 //! The one error type of the HTTP surface, and the single place that maps it to a status and code.
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fmt;
 
 /// Every error code of contract section 1. The HTTP status is a function of the code, so a
-/// code can never be sent with the wrong status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// code can never be sent with the wrong status. Jobs store the code of their error in this
+/// spelling too (`PROVIDER_ERROR`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
     InvalidRequest,
     AuthError,

@@ -4,6 +4,7 @@
 //! 32-bit MAC. The Worker can therefore tell an id it issued recently, whose job must still
 //! exist, from any other UUID, and refuse a forged token for it without touching an object.
 
+use crate::error::ApiError;
 use crate::time::Millis;
 use crate::token::hmac_sha256;
 use uuid::Uuid;
@@ -24,6 +25,14 @@ pub fn parse_job_id(text: &str) -> Option<String> {
     Uuid::try_parse(text)
         .ok()
         .map(|u| u.hyphenated().to_string())
+}
+
+/// A job id from a request, or the 400 that names the field.
+pub fn require_job_id(raw: &str) -> Result<String, ApiError> {
+    parse_job_id(raw).ok_or_else(|| {
+        ApiError::invalid("jobId must be a UUID like 0b7c8f0e-4d3b-4e44-9a4e-1f2a3b4c5d6e")
+            .with_details(serde_json::json!({ "field": "jobId" }))
+    })
 }
 
 fn id_mac(key: &[u8], body: &[u8]) -> [u8; 4] {

@@ -3,10 +3,6 @@
 use crate::job::Pipeline;
 use crate::pipelines::work::Work;
 use serde::{Deserialize, Serialize};
-use std::ops::Range;
-
-/// Storage values stay well under the 2 MB key+value limit of SQLite-backed objects.
-pub const SLICE_BYTES: usize = 1024 * 1024;
 
 /// A named byte range of the creation body, stored under `key`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,19 +19,6 @@ pub struct CreateJob {
     pub total_count: u64,
     pub work: Work,
     pub blobs: Vec<Blob>,
-}
-
-/// Splits `len` bytes into storage slices named `<prefix><n>`.
-pub fn slices(prefix: &str, len: usize) -> Vec<(String, Range<usize>)> {
-    (0..len.div_ceil(SLICE_BYTES))
-        .map(|n| {
-            let start = n * SLICE_BYTES;
-            (
-                format!("{prefix}{n}"),
-                start..(start + SLICE_BYTES).min(len),
-            )
-        })
-        .collect()
 }
 
 /// `[u32 big-endian header length][header JSON][blob bytes...]`.
@@ -76,25 +59,6 @@ pub fn decode(body: &[u8]) -> Result<(CreateJob, &[u8]), String> {
 mod tests {
     use super::*;
     use crate::pipelines::synthetic::SyntheticSpec;
-
-    #[test]
-    fn slices_cover_the_data_exactly() {
-        let table = [
-            (0, 0),
-            (1, 1),
-            (SLICE_BYTES, 1),
-            (SLICE_BYTES + 1, 2),
-            (10 * SLICE_BYTES, 10),
-        ];
-        for (len, count) in table {
-            let s = slices("in:", len);
-            assert_eq!(s.len(), count, "{len}");
-            assert_eq!(s.iter().map(|(_, r)| r.len()).sum::<usize>(), len);
-            if let Some((key, _)) = s.last() {
-                assert_eq!(key, &format!("in:{}", count - 1));
-            }
-        }
-    }
 
     #[test]
     fn round_trips_and_rejects_bad_frames() {

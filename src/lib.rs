@@ -3,11 +3,26 @@
 //!
 //! # Layout
 //!
-//! The domain modules never name a `worker::` type; they take the current time as a
-//! parameter and are tested natively with `cargo test`. The `runtime` module is the thin glue
-//! that decodes requests and events, calls the domain, and performs the I/O.
+//! Dependencies point one way, from the glue down to the leaves. Only [`runtime`] names
+//! `worker::`; everything else takes the current time as a parameter and is tested natively
+//! with `cargo test`.
 //!
-//! Domain:
+//! Glue:
+//! - [`runtime`]: the Worker entry point, the job's Durable Object (a shell around the engine
+//!   that implements [`host::Host`] over workerd), the rate limiter object, storage and fetch.
+//!
+//! The job machinery:
+//! - [`engine`]: one job's life over a [`host::Host`]: requests, sockets, the alarm that runs
+//!   due tasks and races a pipeline step against them, progress, checkpoints and endings.
+//! - [`pipelines`]: one folder per pipeline (CSV import, shelf scan, batch enrichment, the
+//!   synthetic test pipeline), each with its parsing, provider formats and step logic.
+//! - [`pipeline`]: the contract between them: the `Pipeline` trait and the `Ctx` a step sees.
+//! - [`job`]: the job core: state machine, persisted record, task schedule, write throttle.
+//! - [`host`]: what a job needs from its machine, and the values it trades in.
+//! - [`keys`]: every storage key.
+//! - [`internal`]: the Worker-to-object creation message.
+//!
+//! Shared domain:
 //! - [`routes`]: the route table, and the 404/405 answers.
 //! - [`limits`]: every request-size limit, and the checks on the request line.
 //! - [`json_body`]: small JSON bodies read strictly (UTF-8, an object at the root).
@@ -15,24 +30,11 @@
 //! - [`error`], [`envelope`]: the one error type and the JSON envelope every answer wears.
 //! - [`config`]: wrangler vars and secrets, with the contract's defaults.
 //! - [`ids`], [`token`]: job ids; token issuing, hashing, expiry and refresh rules.
-//! - [`job`]: the job state machine and its versioning.
-//! - [`jobcore`]: a job's persisted core and the rules every event applies to it.
-//! - [`protocol`]: WebSocket messages, client message parsing, close codes.
-//! - [`schedule`]: the persisted task set behind a job's single alarm.
-//! - [`throttle`]: when progress is persisted and how often it is sent.
-//! - [`work`]: the per-pipeline progress persisted beside the core.
-//! - [`synthetic`]: a test-only job kind that processes N items at a chosen pace.
-//! - [`internal`]: the Worker-to-object creation message.
+//! - [`protocol`]: WebSocket messages, client message parsing, close codes, the upgrade query.
 //! - [`logline`]: structured, credential-free log lines.
 //! - [`isbn`]: ISBN-10/13 validation and conversion, shared by every pipeline.
-//! - [`csv_import`]: resumable CSV parsing and the mapping of export formats to books.
-//! - [`scan`]: image type detection, Gemini requests and responses, scan results.
-//! - [`enrich`]: Google Books and Open Library queries, parsing and match scoring.
 //! - [`multipart`]: multipart/form-data bodies.
 //! - [`time`], [`base64`]: small helpers that would not justify a crate.
-//!
-//! Glue:
-//! - [`runtime`]: the Worker entry point, HTTP helpers and the Durable Object classes.
 
 /// A test fixture under `tests/fixtures/<dir>/<name>`, compiled into the test binary.
 #[cfg(test)]
@@ -50,16 +52,20 @@ macro_rules! fixture {
 
 pub mod base64;
 pub mod config;
+pub mod engine;
 pub mod envelope;
 pub mod error;
+pub mod host;
 pub mod ids;
 pub mod internal;
 pub mod isbn;
 pub mod job;
 pub mod json_body;
+pub mod keys;
 pub mod limits;
 pub mod logline;
 pub mod multipart;
+pub mod pipeline;
 pub mod pipelines;
 pub mod protocol;
 pub mod rate_limit;

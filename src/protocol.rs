@@ -1,6 +1,9 @@
 //! The WebSocket wire protocol: server message envelopes, client message parsing, close codes.
 
+use crate::error::{ApiError, ErrorCode};
+use crate::ids::require_job_id;
 use crate::job::{JobError, JobState, Pipeline, Status};
+use crate::limits::single_query_param;
 use crate::time::Millis;
 use serde_json::{json, Map, Value};
 
@@ -68,6 +71,30 @@ pub fn close_reason(text: &str) -> &str {
         end -= 1;
     }
     &text[..end]
+}
+
+/// The query of `GET /ws/progress?jobId=..&token=..[&reconnect=true]`, read by one function
+/// at the edge (which checks it before touching an object) and in the object (which uses it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpgradeQuery {
+    pub job_id: String,
+    pub token: Option<String>,
+    pub reconnect: bool,
+}
+
+impl UpgradeQuery {
+    /// From the decoded query pairs: a missing or non-UUID `jobId` and any repeated
+    /// parameter are 400.
+    pub fn from_pairs(pairs: &[(String, String)]) -> Result<Self, ApiError> {
+        let job_id = require_job_id(single_query_param(pairs, "jobId")?.unwrap_or_default())?;
+        let token = single_query_param(pairs, "token")?.map(str::to_string);
+        let reconnect = matches!(single_query_param(pairs, "reconnect")?, Some("true" | "1"));
+        Ok(Self {
+            job_id,
+            token,
+            reconnect,
+        })
+    }
 }
 
 /// What a client may send.
@@ -173,7 +200,7 @@ pub enum ServerMessage {
         results_url: String,
     },
     Error {
-        code: String,
+        code: ErrorCode,
         message: String,
         retryable: bool,
         details: Option<Value>,
@@ -214,7 +241,7 @@ impl ServerMessage {
 
     pub fn failure(error: &JobError) -> Self {
         Self::Error {
-            code: error.code.clone(),
+            code: error.code,
             message: error.message.clone(),
             retryable: error.retryable,
             details: None,
@@ -239,7 +266,7 @@ impl ServerMessage {
             )),
             Status::Failed => {
                 let error = state.error.clone().unwrap_or(JobError {
-                    code: "INTERNAL_ERROR".into(),
+                    code: ErrorCode::InternalError,
                     message: "job failed".into(),
                     retryable: false,
                 });
@@ -307,7 +334,7 @@ impl ServerMessage {
                 retryable,
                 details,
             } => {
-                p.insert("code".into(), json!(code));
+                p.insert("code".into(), json!(code.as_str()));
                 p.insert("message".into(), json!(message));
                 p.insert("retryable".into(), json!(retryable));
                 if let Some(d) = details {
@@ -372,6 +399,41 @@ mod tests {
                 "{}",
                 &text[..text.len().min(40)]
             );
+        }
+    }
+
+    #[test]
+    fn upgrade_queries() {
+        let id = "0b7c8f0e-4d3b-4e44-9a4e-1f2a3b4c5d6e";
+        let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+            list.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        type Want<'a> = Option<(Option<&'a str>, bool)>;
+        let table: &[(&[(&str, &str)], Want)] = &[
+            (&[("jobId", id), ("token", "t")], Some((Some("t"), false))),
+            (&[("jobId", id), ("reconnect", "true")], Some((None, true))),
+            (&[("jobId", id), ("reconnect", "1")], Some((None, true))),
+            (&[("jobId", id), ("reconnect", "yes")], Some((None, false))),
+            (&[("token", "t")], None),
+            (&[("jobId", "nope")], None),
+            (&[("jobId", id), ("token", "a"), ("token", "b")], None),
+            (
+                &[("jobId", id), ("reconnect", "1"), ("reconnect", "1")],
+                None,
+            ),
+        ];
+        for (query, want) in table {
+            let got = UpgradeQuery::from_pairs(&pairs(query));
+            match want {
+                Some((token, reconnect)) => {
+                    let got = got.unwrap();
+                    assert_eq!(got.job_id, id);
+                    assert_eq!((got.token.as_deref(), got.reconnect), (*token, *reconnect));
+                }
+                None => assert_eq!(got.unwrap_err().status(), 400, "{query:?}"),
+            }
         }
     }
 
@@ -458,7 +520,7 @@ mod tests {
         failed
             .fail(
                 JobError {
-                    code: "PROVIDER_ERROR".into(),
+                    code: ErrorCode::ProviderError,
                     message: "m".into(),
                     retryable: true,
                 },

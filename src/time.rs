@@ -56,6 +56,49 @@ pub fn is_valid_date(year: i64, month: u32, day: u32) -> bool {
     civil_from_days(days_from_civil(year, month, day)) == (year, month, day)
 }
 
+/// The longest `Retry-After` honoured: a provider asking for more is treated as asking for
+/// this, so one answer cannot park a job for days.
+pub const MAX_RETRY_AFTER_MS: Millis = 10 * 60 * SECOND_MS;
+
+/// The wait an HTTP `Retry-After` value asks for (RFC 9110 §10.2.3): delay-seconds, or an
+/// IMF-fixdate such as `Wed, 21 Oct 2015 07:28:00 GMT` measured from `now`. Capped at
+/// [`MAX_RETRY_AFTER_MS`]; `None` when the value is neither.
+pub fn retry_after_ms(value: &str, now: Millis) -> Option<Millis> {
+    let value = value.trim();
+    let wait = if let Ok(secs) = value.parse::<u64>() {
+        secs.saturating_mul(SECOND_MS)
+    } else {
+        http_date_ms(value)?.saturating_sub(now)
+    };
+    Some(wait.min(MAX_RETRY_AFTER_MS))
+}
+
+/// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) to epoch milliseconds.
+fn http_date_ms(value: &str) -> Option<Millis> {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let (_weekday, rest) = value.split_once(", ")?;
+    let parts: Vec<&str> = rest.split(' ').collect();
+    let [day, month, year, clock, "GMT"] = parts.as_slice() else {
+        return None;
+    };
+    let month = MONTHS.iter().position(|m| m == month)? as u32 + 1;
+    let (day, year): (u32, i64) = (day.parse().ok()?, year.parse().ok()?);
+    let hms: Vec<u64> = clock
+        .split(':')
+        .map(|n| n.parse().ok())
+        .collect::<Option<_>>()?;
+    let [h, m, sec] = hms.as_slice() else {
+        return None;
+    };
+    if !is_valid_date(year, month, day) || *h > 23 || *m > 59 || *sec > 60 {
+        return None;
+    }
+    let days = u64::try_from(days_from_civil(year, month, day)).ok()?;
+    Some(((days * 86_400) + h * 3_600 + m * 60 + sec) * SECOND_MS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,6 +132,27 @@ mod tests {
         ];
         for (y, m, d, ok) in cases {
             assert_eq!(is_valid_date(*y, *m, *d), *ok, "{y}-{m}-{d}");
+        }
+    }
+
+    #[test]
+    fn retry_after_values() {
+        let now = 784_111_777_000; // Sun, 06 Nov 1994 08:49:37 GMT
+        let table: &[(&str, Option<Millis>)] = &[
+            ("120", Some(120_000)),
+            (" 0 ", Some(0)),
+            ("Sun, 06 Nov 1994 08:49:47 GMT", Some(10_000)),
+            ("Sun, 06 Nov 1994 08:49:00 GMT", Some(0)),
+            ("99999999", Some(MAX_RETRY_AFTER_MS)),
+            ("Sun, 06 Nov 1995 08:49:37 GMT", Some(MAX_RETRY_AFTER_MS)),
+            ("-5", None),
+            ("soon", None),
+            ("Sun, 31 Feb 1994 08:49:37 GMT", None),
+            ("Sunday, 06-Nov-94 08:49:37 GMT", None),
+            ("", None),
+        ];
+        for (value, want) in table {
+            assert_eq!(retry_after_ms(value, now), *want, "{value:?}");
         }
     }
 

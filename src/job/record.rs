@@ -29,9 +29,6 @@ pub struct JobRecord {
     pub state: JobState,
     pub schedule: Schedule,
     pub throttle: PersistThrottle,
-    /// A shorter throttle window than the pipeline's, for synthetic test jobs only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub throttle_window_ms: Option<Millis>,
     /// When processing began (the state's `startTime` is the creation time).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub running_since: Option<Millis>,
@@ -68,23 +65,14 @@ impl JobRecord {
             auth,
             schedule,
             throttle: PersistThrottle::default(),
-            throttle_window_ms: None,
             running_since: None,
         }
     }
 
-    pub fn policy(&self) -> PersistPolicy {
-        let policy = PersistPolicy::for_pipeline(self.state.pipeline);
-        match self.throttle_window_ms {
-            Some(every_ms) => PersistPolicy { every_ms, ..policy },
-            None => policy,
-        }
-    }
-
     /// Adjusts a record read back after an eviction (see [`JobState::restored`]): progress
-    /// that was only in memory is gone, so is its pending-update count.
-    pub fn restored(mut self) -> Self {
-        let unpersisted = u64::from(self.policy().every_updates);
+    /// that was only in memory is gone, so is its pending-update count. `unpersisted` is the
+    /// most updates the job's throttle lets go unwritten.
+    pub fn restored(mut self, unpersisted: u64) -> Self {
         self.state = self.state.restored(unpersisted);
         self.throttle.pending = 0;
         self.throttle.pending_since = None;
@@ -128,12 +116,13 @@ impl JobRecord {
         &mut self,
         processed_count: u64,
         current_item: Option<String>,
+        policy: PersistPolicy,
         now: Millis,
     ) -> Result<Option<PersistDecision>, IllegalTransition> {
         if !self.state.advance(processed_count, current_item, now)? {
             return Ok(None);
         }
-        let decision = self.throttle.record(self.policy(), now);
+        let decision = self.throttle.record(policy, now);
         if let PersistDecision::FlushAt(due) = decision {
             self.schedule.set_no_later_than(TaskKind::Flush, due);
         }
@@ -235,6 +224,15 @@ mod tests {
     use crate::token::RefreshError;
     use serde_json::json;
 
+    const CSV: PersistPolicy = PersistPolicy {
+        every_updates: 20,
+        every_ms: 30_000,
+    };
+    const ENRICH: PersistPolicy = PersistPolicy {
+        every_updates: 5,
+        every_ms: 10_000,
+    };
+
     const LIFE: Lifetimes = Lifetimes {
         token_ttl_ms: 7_200_000,
         refresh_window_ms: 1_800_000,
@@ -292,13 +290,13 @@ mod tests {
         r.begin(100, 2_000).unwrap();
         for i in 1..5 {
             assert_eq!(
-                r.progress(i, None, 2_000 + i).unwrap(),
+                r.progress(i, None, ENRICH, 2_000 + i).unwrap(),
                 Some(PersistDecision::FlushAt(12_001))
             );
         }
         assert_eq!(r.schedule.get(TaskKind::Flush).unwrap().due, 12_001);
         assert_eq!(
-            r.progress(5, None, 2_010).unwrap(),
+            r.progress(5, None, ENRICH, 2_010).unwrap(),
             Some(PersistDecision::Now)
         );
         r.persisted();
@@ -311,9 +309,9 @@ mod tests {
     fn unchanged_progress_is_not_an_update() {
         let mut r = record(Pipeline::CsvImport);
         r.begin(10, 2_000).unwrap();
-        r.progress(1, None, 2_001).unwrap();
+        r.progress(1, None, CSV, 2_001).unwrap();
         let version = r.state.version;
-        assert_eq!(r.progress(1, None, 2_002).unwrap(), None);
+        assert_eq!(r.progress(1, None, CSV, 2_002).unwrap(), None);
         assert_eq!(r.state.version, version);
         assert_eq!(r.throttle.pending, 1);
     }
@@ -332,7 +330,7 @@ mod tests {
                 |r| {
                     r.fail(
                         JobError {
-                            code: "X".into(),
+                            code: crate::error::ErrorCode::InvalidRequest,
                             message: "m".into(),
                             retryable: false,
                         },
@@ -347,7 +345,7 @@ mod tests {
         for (name, end, status) in ends {
             let mut r = record(Pipeline::AiScan);
             r.begin(3, 2_000).unwrap();
-            r.progress(1, None, 3_000).unwrap();
+            r.progress(1, None, CSV, 3_000).unwrap();
             end(&mut r).unwrap();
             assert_eq!(r.state.status, status, "{name}");
             for kind in [TaskKind::Start, TaskKind::Process, TaskKind::Flush] {
@@ -430,10 +428,10 @@ mod tests {
     fn restoring_drops_in_memory_only_throttle_state() {
         let mut r = record(Pipeline::CsvImport);
         r.begin(100, 2_000).unwrap();
-        r.progress(3, None, 2_100).unwrap();
+        r.progress(3, None, CSV, 2_100).unwrap();
         let text = serde_json::to_string(&r).unwrap();
         let back: JobRecord = serde_json::from_str(&text).unwrap();
-        let restored = back.restored();
+        let restored = back.restored(20);
         assert_eq!(restored.throttle.pending, 0);
         assert!(!restored.schedule.contains(TaskKind::Flush));
         assert_eq!(restored.state.version, r.state.version + 20);

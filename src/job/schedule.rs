@@ -124,15 +124,34 @@ impl Schedule {
         self.tasks.values().map(|t| t.due).min()
     }
 
-    /// Records a failed run of `kind` and reschedules it with backoff, or removes it when its
-    /// attempts are used up.
-    pub fn retry(&mut self, kind: TaskKind, now: Millis, policy: RetryPolicy) -> RetryOutcome {
+    /// The earliest due time among `kinds`.
+    pub fn next_due_of(&self, kinds: &[TaskKind]) -> Option<Millis> {
+        kinds
+            .iter()
+            .filter_map(|k| self.get(*k))
+            .map(|t| t.due)
+            .min()
+    }
+
+    /// Records a failed run of `kind` and reschedules it with backoff, but no sooner than
+    /// `retry_after_ms` (a provider's `Retry-After`), or removes it when its attempts are
+    /// used up.
+    pub fn retry(
+        &mut self,
+        kind: TaskKind,
+        now: Millis,
+        policy: RetryPolicy,
+        retry_after_ms: Option<Millis>,
+    ) -> RetryOutcome {
         let attempts = self.tasks.get(&kind).map_or(0, |t| t.attempts) + 1;
         if attempts >= policy.max_attempts {
             self.tasks.remove(&kind);
             return RetryOutcome::Exhausted { attempts };
         }
-        let due = now + policy.delay_after(attempts);
+        let delay = policy
+            .delay_after(attempts)
+            .max(retry_after_ms.unwrap_or(0));
+        let due = now + delay;
         self.tasks.insert(kind, Task { due, attempts });
         RetryOutcome::RetryAt { due, attempts }
     }
@@ -231,21 +250,21 @@ mod tests {
         let mut s = Schedule::default();
         s.set(TaskKind::Process, 0);
         assert_eq!(
-            s.retry(TaskKind::Process, 1_000, p),
+            s.retry(TaskKind::Process, 1_000, p, None),
             RetryOutcome::RetryAt {
                 due: 1_100,
                 attempts: 1
             }
         );
         assert_eq!(
-            s.retry(TaskKind::Process, 1_100, p),
+            s.retry(TaskKind::Process, 1_100, p, None),
             RetryOutcome::RetryAt {
                 due: 1_300,
                 attempts: 2
             }
         );
         assert_eq!(
-            s.retry(TaskKind::Process, 1_300, p),
+            s.retry(TaskKind::Process, 1_300, p, None),
             RetryOutcome::Exhausted { attempts: 3 }
         );
         assert!(!s.contains(TaskKind::Process));
@@ -258,11 +277,43 @@ mod tests {
     }
 
     #[test]
+    fn a_retry_waits_at_least_the_providers_retry_after() {
+        let p = RetryPolicy {
+            max_attempts: 5,
+            base_ms: 100,
+            cap_ms: 10_000,
+        };
+        let table = [(None, 1_100), (Some(50), 1_100), (Some(30_000), 31_000)];
+        for (retry_after, due) in table {
+            let mut s = Schedule::default();
+            s.set(TaskKind::Process, 0);
+            assert_eq!(
+                s.retry(TaskKind::Process, 1_000, p, retry_after),
+                RetryOutcome::RetryAt { due, attempts: 1 },
+                "{retry_after:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn next_due_of_looks_only_at_the_kinds_asked() {
+        let mut s = Schedule::default();
+        s.set(TaskKind::Process, 5);
+        s.set(TaskKind::Flush, 30);
+        s.set(TaskKind::Cleanup, 20);
+        assert_eq!(
+            s.next_due_of(&[TaskKind::Flush, TaskKind::Cleanup]),
+            Some(20)
+        );
+        assert_eq!(s.next_due_of(&[TaskKind::TokenExpiry]), None);
+    }
+
+    #[test]
     fn survives_a_storage_round_trip() {
         let mut s = Schedule::default();
         s.set(TaskKind::Start, 1);
         s.set(TaskKind::Cleanup, 2);
-        s.retry(TaskKind::Start, 5, RetryPolicy::DEFAULT);
+        s.retry(TaskKind::Start, 5, RetryPolicy::DEFAULT, None);
         let text = serde_json::to_string(&s).unwrap();
         assert_eq!(serde_json::from_str::<Schedule>(&text).unwrap(), s);
     }
@@ -295,7 +346,7 @@ mod tests {
                         0 => s.set(kind, at),
                         1 => s.set_no_later_than(kind, at),
                         2 => { s.remove(kind); }
-                        _ => { s.retry(kind, at, RetryPolicy::DEFAULT); }
+                        _ => { s.retry(kind, at, RetryPolicy::DEFAULT, None); }
                     }
                     let min = ALL.iter().filter_map(|k| s.get(*k)).map(|t| t.due).min();
                     prop_assert_eq!(s.next_alarm(), min);

@@ -1,5 +1,6 @@
 //! The job state machine: queued → running → complete | failed | canceled, with a version per change.
 
+use crate::error::ErrorCode;
 use crate::time::Millis;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -75,7 +76,7 @@ impl Status {
 /// Why a job failed, as the client sees it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobError {
-    pub code: String,
+    pub code: ErrorCode,
     pub message: String,
     pub retryable: bool,
 }
@@ -261,7 +262,7 @@ mod tests {
 
     fn err() -> JobError {
         JobError {
-            code: "X".into(),
+            code: ErrorCode::InvalidRequest,
             message: "x".into(),
             retryable: false,
         }

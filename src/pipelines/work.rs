@@ -1,13 +1,14 @@
-//! The per-pipeline progress a job persists beside its core, so processing resumes after eviction.
+//! A job's pipeline progress, persisted beside its core so processing resumes after eviction.
 
-use crate::pipelines::csv::{Cursor, Header, ImportTotals};
-use crate::pipelines::scan::image::ImageKind;
-use crate::pipelines::scan::results::{PhotoRecord, PhotoStatus};
-use crate::pipelines::synthetic::SyntheticSpec;
+use super::csv::CsvWork;
+use super::enrich::EnrichWork;
+use super::scan::ScanWork;
+use super::synthetic::SyntheticSpec;
 use serde::{Deserialize, Serialize};
 
-/// What a job is working through and how far it got. Stored under its own key and written
-/// in the same operation as the job's core at every checkpoint.
+/// What a job is working through and how far it got, one variant per pipeline. Stored under
+/// its own key and written in the same operation as the job's core at every checkpoint. The
+/// `kind` tags are a storage format (see `crate::keys`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Work {
@@ -18,154 +19,32 @@ pub enum Work {
     Csv(CsvWork),
 }
 
-/// A CSV import: the header read at upload, and how far the parser got.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CsvWork {
-    pub header: Header,
-    /// Where the next slice starts; always a record boundary.
-    pub cursor: Cursor,
-    pub totals: ImportTotals,
-    /// The upload's size, which names its storage slices.
-    pub bytes: usize,
-    /// How many result slices are stored; the next one gets this number.
-    pub result_slices: u32,
-}
-
-/// A shelf scan: one entry per photo, in the order the client sent them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ScanWork {
-    pub photos: Vec<ScanPhoto>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ScanPhoto {
-    pub record: PhotoRecord,
-    pub kind: ImageKind,
-    pub bytes: usize,
-    /// Whether the failure of a failed photo might not recur (it ran out of retries on
-    /// timeouts or 5xx), which decides `retryable` when every photo failed.
-    #[serde(default)]
-    pub retryable: bool,
-}
-
-impl ScanPhoto {
-    pub fn new(index: u32, kind: ImageKind, bytes: usize) -> Self {
-        Self {
-            record: PhotoRecord::queued(index),
-            kind,
-            bytes,
-            retryable: false,
+impl Work {
+    pub fn synthetic(&mut self) -> Option<&mut SyntheticSpec> {
+        match self {
+            Self::Synthetic(w) => Some(w),
+            _ => None,
         }
     }
 
-    /// Where the photo's bytes are stored.
-    pub fn slice_prefix(position: usize) -> String {
-        format!("img:{position}:")
-    }
-}
-
-impl ScanWork {
-    /// The photo to work on next: one left mid-call by an eviction, else the first queued.
-    pub fn next_photo(&self) -> Option<usize> {
-        self.photos
-            .iter()
-            .position(|p| !p.record.status.is_terminal())
-    }
-
-    pub fn finished(&self) -> usize {
-        self.photos
-            .iter()
-            .filter(|p| p.record.status.is_terminal())
-            .count()
-    }
-
-    pub fn failed(&self) -> usize {
-        self.photos
-            .iter()
-            .filter(|p| p.record.status == PhotoStatus::Failed)
-            .count()
-    }
-}
-
-/// A batch enrichment: which books have their outcome stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EnrichWork {
-    pub books: usize,
-    pub done: Vec<bool>,
-    pub found: usize,
-    pub not_found: usize,
-    pub provider_errors: usize,
-    /// Provider errors where some provider failed transiently (5xx, 429, timeout).
-    #[serde(default)]
-    pub retryable_errors: usize,
-}
-
-impl EnrichWork {
-    pub fn new(books: usize) -> Self {
-        Self {
-            books,
-            done: vec![false; books],
-            found: 0,
-            not_found: 0,
-            provider_errors: 0,
-            retryable_errors: 0,
+    pub fn scan(&mut self) -> Option<&mut ScanWork> {
+        match self {
+            Self::Scan(w) => Some(w),
+            _ => None,
         }
     }
 
-    pub fn finished(&self) -> usize {
-        self.done.iter().filter(|d| **d).count()
-    }
-
-    /// The next books to look up, at most `chunk`, in input order.
-    pub fn next_chunk(&self, chunk: usize) -> Vec<usize> {
-        self.done
-            .iter()
-            .enumerate()
-            .filter(|(_, d)| !**d)
-            .map(|(i, _)| i)
-            .take(chunk)
-            .collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn enrichment_chunks_skip_finished_books() {
-        let mut work = EnrichWork::new(25);
-        assert_eq!(work.next_chunk(10), (0..10).collect::<Vec<_>>());
-        for i in [0, 1, 2, 5, 9] {
-            work.done[i] = true;
+    pub fn enrich(&mut self) -> Option<&mut EnrichWork> {
+        match self {
+            Self::Enrich(w) => Some(w),
+            _ => None,
         }
-        assert_eq!(work.next_chunk(10), vec![3, 4, 6, 7, 8, 10, 11, 12, 13, 14]);
-        assert_eq!(work.finished(), 5);
-        work.done.iter_mut().for_each(|d| *d = true);
-        assert!(work.next_chunk(10).is_empty());
     }
 
-    #[test]
-    fn scans_resume_at_the_first_unfinished_photo() {
-        let photo = |status| ScanPhoto {
-            record: PhotoRecord {
-                status,
-                ..PhotoRecord::queued(0)
-            },
-            ..ScanPhoto::new(0, ImageKind::Jpeg, 1)
-        };
-        let work = ScanWork {
-            photos: vec![
-                photo(PhotoStatus::Done),
-                photo(PhotoStatus::Processing),
-                photo(PhotoStatus::Queued),
-            ],
-        };
-        assert_eq!(work.next_photo(), Some(1));
-        assert_eq!((work.finished(), work.failed()), (1, 0));
+    pub fn csv(&mut self) -> Option<&mut CsvWork> {
+        match self {
+            Self::Csv(w) => Some(w),
+            _ => None,
+        }
     }
 }

@@ -3,36 +3,20 @@
 
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
-use crate::ids::{issue_job_id, issued_at, parse_job_id};
-use crate::internal::{self, Blob, CreateJob};
-use crate::job::Pipeline;
+use crate::ids::require_job_id;
 use crate::json_body;
-use crate::limits::{
-    check_request, single_query_param, CSV_BODY_BYTES, CSV_HEADER_WINDOW_BYTES,
-    ENRICHMENT_BODY_BYTES, MULTIPART_OVERHEAD_BYTES, SMALL_JSON_BODY_BYTES,
-};
-use crate::multipart;
-use crate::pipelines::csv::{read_header, HeaderError, ImportTotals, MAX_HEADER_COLUMNS};
-use crate::pipelines::enrich;
-use crate::pipelines::scan::request::{self as scan_request, ScanImage};
-use crate::pipelines::synthetic;
-use crate::pipelines::work::{CsvWork, EnrichWork, ScanPhoto, ScanWork, Work};
+use crate::limits::{check_request, SMALL_JSON_BODY_BYTES};
+use crate::protocol::UpgradeQuery;
 use crate::rate_limit::Bucket;
 use crate::routes::{self, Resolved, Route};
+use crate::runtime::create;
+use crate::runtime::edge::Ctx;
 use crate::runtime::http;
 use crate::runtime::job_object::stub_for;
-use crate::runtime::pipelines::{CSV_INPUT_PREFIX, ENRICH_INPUT_KEY};
-use crate::runtime::rate_limiter::{self, Decision};
-use crate::time::Millis;
-use crate::token::{self, TokenSigner};
 use serde::Deserialize;
 use serde_json::json;
 use worker::js_sys::Uint8Array;
 use worker::{event, Context, Env, Headers, Method, Request, RequestInit, Response};
-
-/// How long before the end of its guaranteed lifetime a job issued here is no longer assumed
-/// to exist, allowing for clock differences between machines.
-const EXISTENCE_MARGIN_MS: Millis = 60_000;
 
 #[event(start)]
 fn start() {
@@ -96,66 +80,6 @@ fn request_size(req: &Request) -> Result<(), ApiError> {
     check_request(url.path(), url.query(), header_bytes)
 }
 
-/// What every handler needs besides the request.
-struct Ctx<'a> {
-    env: &'a Env,
-    config: &'a Config,
-    client_ip: Option<String>,
-}
-
-impl Ctx<'_> {
-    /// Counts the request against the client's per-minute limit for `bucket`: 429 when it is
-    /// used up. Called after validation, so only well-formed requests count, and a refused
-    /// request has no other effect.
-    async fn limit(&self, bucket: Bucket) -> Result<(), ApiError> {
-        match rate_limiter::acquire(self.env, self.client_ip.as_deref(), bucket).await {
-            Decision::Allowed => Ok(()),
-            Decision::Refused { retry_after_secs } => {
-                http::log("ratelimit.refused", json!({ "bucket": bucket.as_str() }));
-                Err(ApiError::rate_limited(retry_after_secs))
-            }
-        }
-    }
-
-    fn signing_key(&self) -> &[u8] {
-        self.config.token_signing_key.as_bytes()
-    }
-
-    fn fresh_job_id(&self) -> String {
-        let mut random = [0u8; 8];
-        // Workers always provide crypto.getRandomValues; without it nothing here could work.
-        let _ = getrandom::fill(&mut random);
-        issue_job_id(self.signing_key(), http::now(), random)
-    }
-
-    /// Refuses, without touching any object, a request for a job this server issued so
-    /// recently that it must still exist, when its token is missing or was never issued for
-    /// it. Every other request goes to the job's object, which answers 404 before 401 as
-    /// the contract orders.
-    fn edge_auth(&self, job_id: &str, token: Option<&str>) -> Result<(), ApiError> {
-        let Some(issued) = issued_at(self.signing_key(), job_id) else {
-            return Ok(());
-        };
-        let certain_until =
-            (issued + self.config.results_ttl_ms).saturating_sub(EXISTENCE_MARGIN_MS);
-        if http::now() >= certain_until {
-            return Ok(());
-        }
-        let refused = match token.filter(|t| !t.is_empty()) {
-            None => token::TokenError::Missing,
-            Some(t) if TokenSigner::new(self.signing_key()).is_authentic(job_id, t) => {
-                return Ok(())
-            }
-            Some(_) => token::TokenError::Wrong,
-        };
-        http::log(
-            "auth.refused_at_edge",
-            json!({ "jobId": job_id, "reason": refused.message() }),
-        );
-        Err(ApiError::auth(refused.message()))
-    }
-}
-
 async fn dispatch(ctx: &Ctx<'_>, route: Route, mut req: Request) -> Result<Response, ApiError> {
     let env = ctx.env;
     match route {
@@ -163,78 +87,13 @@ async fn dispatch(ctx: &Ctx<'_>, route: Route, mut req: Request) -> Result<Respo
             200,
             &json!({ "status": "ok", "version": crate::VERSION, "commit": crate::COMMIT }),
         )),
-        Route::CreateSyntheticJob => {
-            let body = http::read_body_limited(&mut req, SMALL_JSON_BODY_BYTES).await?;
-            let (spec, proposed) = synthetic::parse_spec(&body)?;
-            let create = CreateJob {
-                job_id: proposed.unwrap_or_else(|| ctx.fresh_job_id()),
-                pipeline: spec.pipeline,
-                total_count: spec.items,
-                work: Work::Synthetic(spec),
-                blobs: Vec::new(),
-            };
-            create_job(env, create, &[]).await
-        }
-        Route::CreateScan => {
-            let content_type = http::header(&req, "content-type");
-            let body =
-                http::read_body_limited(&mut req, scan_request::MAX_SINGLE_BODY_BYTES).await?;
-            let image = scan_request::parse_single(content_type.as_deref(), body)?;
-            ctx.limit(Bucket::Scan).await?;
-            create_scan(env, ctx.fresh_job_id(), vec![image]).await
-        }
-        Route::CreateScanBatch => {
-            require_json(&req)?;
-            let body =
-                http::read_body_limited(&mut req, scan_request::MAX_BATCH_BODY_BYTES).await?;
-            let batch = scan_request::parse_batch(&body)?;
-            ctx.limit(Bucket::Scan).await?;
-            let job_id = batch.job_id.unwrap_or_else(|| ctx.fresh_job_id());
-            create_scan(env, job_id, batch.images).await
-        }
-        Route::CreateEnrichment => {
-            require_json(&req)?;
-            let body = http::read_body_limited(&mut req, ENRICHMENT_BODY_BYTES).await?;
-            let request = enrich::parse_request(&body)?;
-            ctx.limit(Bucket::Enrichment).await?;
-            let books = serde_json::to_vec(&request.books)
-                .map_err(|e| http::internal("encoding books", e))?;
-            let create = CreateJob {
-                job_id: request.job_id.unwrap_or_else(|| ctx.fresh_job_id()),
-                pipeline: Pipeline::BatchEnrichment,
-                total_count: request.books.len() as u64,
-                work: Work::Enrich(EnrichWork::new(request.books.len())),
-                blobs: vec![Blob {
-                    key: ENRICH_INPUT_KEY.into(),
-                    len: books.len(),
-                }],
-            };
-            create_job(env, create, &books).await
-        }
-        Route::CreateCsvImport => {
-            let file = read_csv_upload(&mut req).await?;
-            // The header is checked before any job exists (contract section 2).
-            let prefix = &file[..file.len().min(CSV_HEADER_WINDOW_BYTES)];
-            let (header, cursor) =
-                read_header(prefix, prefix.len() == file.len()).map_err(csv_header_error)?;
-            ctx.limit(Bucket::Csv).await?;
-            let create = CreateJob {
-                job_id: ctx.fresh_job_id(),
-                pipeline: Pipeline::CsvImport,
-                total_count: 0,
-                work: Work::Csv(CsvWork {
-                    header,
-                    cursor,
-                    totals: ImportTotals::default(),
-                    bytes: file.len(),
-                    result_slices: 0,
-                }),
-                blobs: blobs_for(CSV_INPUT_PREFIX, file.len()),
-            };
-            create_job(env, create, &file).await
-        }
+        Route::CreateSyntheticJob => create::synthetic_job(ctx, &mut req).await,
+        Route::CreateScan => create::single_scan(ctx, &mut req).await,
+        Route::CreateScanBatch => create::batch_scan(ctx, &mut req).await,
+        Route::CreateEnrichment => create::enrichment(ctx, &mut req).await,
+        Route::CreateCsvImport => create::csv_import(ctx, &mut req).await,
         Route::JobState { job_id } => {
-            let job_id = valid_job_id(&job_id)?;
+            let job_id = require_job_id(&job_id)?;
             ctx.edge_auth(&job_id, http::bearer(&req).as_deref())?;
             forward(env, &job_id, Method::Get, "/internal/state", &req, None).await
         }
@@ -247,7 +106,7 @@ async fn dispatch(ctx: &Ctx<'_>, route: Route, mut req: Request) -> Result<Respo
             }
             let raw = http::read_body_limited(&mut req, SMALL_JSON_BODY_BYTES).await?;
             let body: Body = json_body::parse(&raw)?;
-            let job_id = valid_job_id(body.job_id.as_deref().unwrap_or(""))?;
+            let job_id = require_job_id(body.job_id.as_deref().unwrap_or(""))?;
             ctx.edge_auth(&job_id, body.old_token.as_deref())?;
             let old_token = body
                 .old_token
@@ -267,7 +126,7 @@ async fn dispatch(ctx: &Ctx<'_>, route: Route, mut req: Request) -> Result<Respo
             .await
         }
         Route::CancelById { job_id } => {
-            let job_id = valid_job_id(&job_id)?;
+            let job_id = require_job_id(&job_id)?;
             ctx.edge_auth(&job_id, http::bearer(&req).as_deref())?;
             forward(env, &job_id, Method::Post, "/internal/cancel", &req, None).await
         }
@@ -279,152 +138,18 @@ async fn dispatch(ctx: &Ctx<'_>, route: Route, mut req: Request) -> Result<Respo
             }
             let raw = http::read_body_limited(&mut req, SMALL_JSON_BODY_BYTES).await?;
             let body: Body = json_body::parse(&raw)?;
-            let job_id = valid_job_id(body.job_id.as_deref().unwrap_or(""))?;
+            let job_id = require_job_id(body.job_id.as_deref().unwrap_or(""))?;
             ctx.edge_auth(&job_id, http::bearer(&req).as_deref())?;
             forward(env, &job_id, Method::Post, "/internal/cancel", &req, None).await
         }
         Route::Results { pipeline, job_id } => {
-            let job_id = valid_job_id(&job_id)?;
+            let job_id = require_job_id(&job_id)?;
             ctx.edge_auth(&job_id, http::bearer(&req).as_deref())?;
             let path = format!("/internal/results/{}", pipeline.results_segment());
             forward(env, &job_id, Method::Get, &path, &req, None).await
         }
         Route::ProgressSocket => upgrade(ctx, req).await,
     }
-}
-
-/// Media types a CSV upload may declare: the standard one and those browsers and spreadsheet
-/// programs commonly send for `.csv` files.
-const CSV_MEDIA_TYPES: &[&str] = &[
-    "text/csv",
-    "application/csv",
-    "text/comma-separated-values",
-    "application/vnd.ms-excel",
-];
-
-/// Reads a CSV upload: a raw body of a CSV media type, or the `file` field of a multipart
-/// form. Over 10 MiB is 413, other media types are 415.
-async fn read_csv_upload(req: &mut Request) -> Result<Vec<u8>, ApiError> {
-    let media = http::media_type(req).unwrap_or_default();
-    if CSV_MEDIA_TYPES.contains(&media.as_str()) {
-        return http::read_body_limited(req, CSV_BODY_BYTES).await;
-    }
-    if media != "multipart/form-data" {
-        let shown = if media.is_empty() {
-            "missing"
-        } else {
-            media.as_str()
-        };
-        return Err(ApiError::unsupported_media(format!(
-            "Content-Type {shown} is not accepted; send text/csv, or multipart/form-data with a `file` field"
-        )));
-    }
-    let content_type = http::header(req, "content-type").unwrap_or_default();
-    let body = http::read_body_limited(req, CSV_BODY_BYTES + MULTIPART_OVERHEAD_BYTES).await?;
-    let boundary = multipart::boundary(&content_type)
-        .ok_or_else(|| ApiError::invalid("multipart/form-data needs a boundary parameter"))?;
-    let parts = multipart::parse(&body, &boundary).map_err(|e| e.to_api_error())?;
-    let file = multipart::find_field(&parts, "file")
-        .ok_or_else(|| ApiError::invalid("the multipart form has no `file` field"))?;
-    if file.data.len() > CSV_BODY_BYTES {
-        return Err(ApiError::too_large(CSV_BODY_BYTES));
-    }
-    Ok(file.data.clone())
-}
-
-fn csv_header_error(err: HeaderError) -> ApiError {
-    let details = match &err {
-        HeaderError::NoTitleColumn { columns_found } => json!({ "columnsFound": columns_found }),
-        HeaderError::Empty => json!({ "reason": "empty" }),
-        HeaderError::TooManyColumns { count } => {
-            json!({ "reason": "too_many_columns", "columns": count, "maxColumns": MAX_HEADER_COLUMNS })
-        }
-        HeaderError::TooLong { limit } => {
-            json!({ "reason": "header_too_long", "limitBytes": limit })
-        }
-    };
-    ApiError::invalid(format!(
-        "the CSV header cannot be imported: {}",
-        err.message()
-    ))
-    .with_details(details)
-}
-
-/// The JSON creation routes take `application/json` only (contract section 1: 415).
-fn require_json(req: &Request) -> Result<(), ApiError> {
-    match http::media_type(req).as_deref() {
-        Some("application/json") => Ok(()),
-        Some(other) => Err(ApiError::unsupported_media(format!(
-            "Content-Type {other} is not accepted here; send application/json"
-        ))),
-        None => Err(ApiError::unsupported_media(
-            "Content-Type is missing; send application/json",
-        )),
-    }
-}
-
-/// Creates a scan job whose photos are stored in slices, one series per photo.
-async fn create_scan(
-    env: &Env,
-    job_id: String,
-    images: Vec<ScanImage>,
-) -> Result<Response, ApiError> {
-    let mut blobs = Vec::new();
-    let mut data = Vec::with_capacity(images.iter().map(|i| i.bytes.len()).sum());
-    let mut photos = Vec::with_capacity(images.len());
-    for (position, image) in images.into_iter().enumerate() {
-        blobs.extend(blobs_for(
-            &ScanPhoto::slice_prefix(position),
-            image.bytes.len(),
-        ));
-        photos.push(ScanPhoto::new(image.index, image.kind, image.bytes.len()));
-        data.extend_from_slice(&image.bytes);
-    }
-    let create = CreateJob {
-        job_id,
-        pipeline: Pipeline::AiScan,
-        total_count: photos.len() as u64,
-        work: Work::Scan(ScanWork { photos }),
-        blobs,
-    };
-    create_job(env, create, &data).await
-}
-
-fn valid_job_id(raw: &str) -> Result<String, ApiError> {
-    parse_job_id(raw).ok_or_else(|| {
-        ApiError::invalid("jobId must be a UUID like 0b7c8f0e-4d3b-4e44-9a4e-1f2a3b4c5d6e")
-            .with_details(json!({ "field": "jobId" }))
-    })
-}
-
-/// Sends a creation to the job's object, with its inputs stored under the given blobs.
-pub async fn create_job(env: &Env, create: CreateJob, data: &[u8]) -> Result<Response, ApiError> {
-    debug_assert_eq!(
-        create.blobs.iter().map(|b| b.len).sum::<usize>(),
-        data.len()
-    );
-    let job_id = create.job_id.clone();
-    let body = internal::encode(&create, data);
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_body(Some(Uint8Array::from(body.as_slice()).into()));
-    let request = Request::new_with_init("https://job.internal/internal/create", &init)
-        .map_err(|e| http::internal("building a create request", e))?;
-    stub_for(env, &job_id)?
-        .fetch_with_request(request)
-        .await
-        .map_err(|e| http::internal("creating the job", e))
-}
-
-/// Names the slices a pipeline input is stored in.
-pub fn blobs_for(prefix: &str, len: usize) -> Vec<Blob> {
-    internal::slices(prefix, len)
-        .into_iter()
-        .map(|(key, range)| Blob {
-            key,
-            len: range.len(),
-        })
-        .collect()
 }
 
 /// Forwards a request about an existing job, carrying its Authorization header only: a
@@ -458,31 +183,22 @@ async fn forward(
 /// `GET /ws/progress`: the stateless checks happen here, in the contract's order (426, then
 /// 400); the object answers 404/401 and accepts the socket.
 async fn upgrade(ctx: &Ctx<'_>, req: Request) -> Result<Response, ApiError> {
-    if !http::header(&req, "upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
+    if !http::is_websocket_upgrade(&req) {
         return Err(ApiError::new(
             ErrorCode::UpgradeRequired,
             "this route needs Upgrade: websocket",
         ));
     }
-    let url = req
-        .url()
-        .map_err(|e| http::internal("reading the URL", e))?;
-    let pairs: Vec<(String, String)> = url
-        .query_pairs()
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    let job_id = valid_job_id(single_query_param(&pairs, "jobId")?.unwrap_or_default())?;
-    let token = single_query_param(&pairs, "token")?;
-    single_query_param(&pairs, "reconnect")?;
-    ctx.edge_auth(&job_id, token)?;
+    let query = UpgradeQuery::from_pairs(&http::query_pairs(&req)?)?;
+    ctx.edge_auth(&query.job_id, query.token.as_deref())?;
     let started = http::now();
-    let response = stub_for(ctx.env, &job_id)?
+    let response = stub_for(ctx.env, &query.job_id)?
         .fetch_with_request(req)
         .await
         .map_err(|e| http::internal("upgrading through the job object", e))?;
     http::log(
         "socket.upgrade",
-        json!({ "jobId": job_id, "status": response.status_code(), "ms": http::now().saturating_sub(started) }),
+        json!({ "jobId": query.job_id, "status": response.status_code(), "ms": http::now().saturating_sub(started) }),
     );
     Ok(response)
 }

@@ -162,3 +162,19 @@ pub fn log(event: &str, fields: serde_json::Value) {
         worker::console_log!("{line}");
     }
 }
+
+/// True for a request asking to upgrade to a WebSocket.
+pub fn is_websocket_upgrade(req: &Request) -> bool {
+    header(req, "upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"))
+}
+
+/// The request's query, percent-decoded into pairs.
+pub fn query_pairs(req: &Request) -> Result<Vec<(String, String)>, ApiError> {
+    let url = req
+        .url()
+        .map_err(|_| ApiError::invalid("the URL cannot be parsed"))?;
+    Ok(url
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect())
+}

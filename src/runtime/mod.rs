@@ -1,9 +1,10 @@
 //! The thin glue between the Workers runtime and the domain modules; only here is `worker::` named.
 
+pub mod create;
+pub mod edge;
 pub mod entry;
 pub mod http;
 pub mod job_object;
-pub mod pipelines;
 pub mod provider;
 pub mod rate_limiter;
 pub mod store;

@@ -1,66 +1,70 @@
-//! Outbound requests to the providers, with a timeout, answering status and body or an error.
+//! Outbound requests to the providers: the whole answer as bytes, or no answer within a deadline.
 
-use crate::runtime::http;
+use crate::host::{Answer, CallError, HttpMethod, Outbound};
+use crate::time::Millis;
 use worker::{AbortController, Delay, Fetch, Headers, Method, Request, RequestInit};
 
-/// Sends one request and reads the whole answer, giving up after `timeout_ms`. The error is
-/// a short description for logs and per-item errors (never containing credentials).
-pub async fn send(
-    method: Method,
-    url: &str,
-    headers: &[(&str, &str)],
-    body: Option<String>,
-    timeout_ms: u64,
-) -> Result<(u16, String), String> {
-    let header_map = Headers::new();
-    for (name, value) in headers {
-        header_map
-            .set(name, value)
-            .map_err(|e| format!("bad header {name}: {e}"))?;
-    }
-    let mut init = RequestInit::new();
-    init.with_method(method).with_headers(header_map);
-    if let Some(body) = body {
-        init.with_body(Some(body.into()));
-    }
-    let request =
-        Request::new_with_init(url, &init).map_err(|e| format!("bad request URL: {e}"))?;
-    let controller = AbortController::default();
-    let signal = controller.signal();
-    let exchange = async {
-        let mut response = Fetch::Request(request)
-            .send_with_signal(&signal)
-            .await
-            .map_err(|e| e.to_string())?;
-        let text = response.text().await.map_err(|e| e.to_string())?;
-        Ok::<_, String>((response.status_code(), text))
-    };
-    let timeout = Delay::from(std::time::Duration::from_millis(timeout_ms));
-    futures::pin_mut!(exchange);
-    match futures::future::select(exchange, timeout).await {
-        futures::future::Either::Left((answer, _)) => answer,
-        futures::future::Either::Right(((), _)) => {
+/// Aborts the request when dropped before the answer was read: a step abandoned mid-call (a
+/// cancel) or past its deadline leaves no fetch running.
+struct AbortOnDrop(Option<AbortController>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(controller) = self.0.take() {
             controller.abort();
-            Err(format!("timed out after {timeout_ms} ms"))
         }
     }
 }
 
-/// Logs one provider call without its URL's query (which may carry a key) or headers.
-pub fn log_call(provider: &str, url: &str, outcome: &Result<(u16, String), String>, started: u64) {
-    let path = url.split('?').next().unwrap_or(url);
-    let (status, error) = match outcome {
-        Ok((status, _)) => (Some(*status), None),
-        Err(e) => (None, Some(e.clone())),
+/// Sends one request and reads the whole answer, giving up after `timeout_ms`. Errors are
+/// short descriptions for logs (never containing credentials).
+pub async fn send(request: Outbound, timeout_ms: Millis) -> Result<Answer, CallError> {
+    let headers = Headers::new();
+    for (name, value) in &request.headers {
+        headers
+            .set(name, value)
+            .map_err(|e| CallError::Failed(format!("bad header {name}: {e}")))?;
+    }
+    let method = match request.method {
+        HttpMethod::Get => Method::Get,
+        HttpMethod::Post => Method::Post,
     };
-    http::log(
-        "provider.call",
-        serde_json::json!({
-            "provider": provider,
-            "path": path,
-            "status": status,
-            "error": error,
-            "ms": http::now().saturating_sub(started),
+    let mut init = RequestInit::new();
+    init.with_method(method).with_headers(headers);
+    if let Some(body) = request.body {
+        init.with_body(Some(body.into()));
+    }
+    let outgoing = Request::new_with_init(&request.url, &init)
+        .map_err(|e| CallError::Failed(format!("bad request URL: {e}")))?;
+    let controller = AbortController::default();
+    let signal = controller.signal();
+    let mut guard = AbortOnDrop(Some(controller));
+    let exchange = async {
+        let mut response = Fetch::Request(outgoing)
+            .send_with_signal(&signal)
+            .await
+            .map_err(|e| CallError::Failed(e.to_string()))?;
+        let retry_after = response.headers().get("retry-after").ok().flatten();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| CallError::Failed(e.to_string()))?;
+        Ok::<_, CallError>(Answer {
+            status: response.status_code(),
+            body,
+            retry_after,
+        })
+    };
+    let timeout = Delay::from(std::time::Duration::from_millis(timeout_ms));
+    futures::pin_mut!(exchange);
+    match futures::future::select(exchange, timeout).await {
+        futures::future::Either::Left((answer, _)) => {
+            // Answered (or failed by itself): nothing left to abort.
+            guard.0 = None;
+            answer
+        }
+        futures::future::Either::Right(((), _)) => Err(CallError::TimedOut {
+            after_ms: timeout_ms,
         }),
-    );
+    }
 }

@@ -4,9 +4,10 @@
 //! the contract's `Retry-After` needs to know when the window frees up, which a sliding log
 //! kept in one object per client knows exactly.
 
+use crate::host::Batch;
 use crate::rate_limit::{client_key, Bucket, Window};
 use crate::runtime::http;
-use crate::runtime::store::{self, IoCounters, WriteBatch};
+use crate::runtime::store;
 use crate::time::Millis;
 use serde::Deserialize;
 use serde_json::json;
@@ -26,7 +27,6 @@ type Windows = BTreeMap<Bucket, Window>;
 pub struct RateLimiter {
     state: State,
     windows: Rc<RefCell<Windows>>,
-    io: IoCounters,
 }
 
 impl DurableObject for RateLimiter {
@@ -34,17 +34,15 @@ impl DurableObject for RateLimiter {
         let windows = Rc::new(RefCell::new(Windows::new()));
         let (memory, storage) = (windows.clone(), state.storage());
         let _loading = state.block_concurrency_while(async move {
-            let batch = store::read(&storage, &IoCounters::default(), &[WINDOWS_KEY]).await?;
-            if let Some(Ok(stored)) = batch.json::<Windows>(WINDOWS_KEY) {
+            let stored = store::get(&storage, &[WINDOWS_KEY.to_string()])
+                .await
+                .map_err(|e| Error::RustError(e.to_string()))?;
+            if let Some(Ok(stored)) = stored.json::<Windows>(WINDOWS_KEY) {
                 *memory.borrow_mut() = stored;
             }
             Ok(())
         });
-        Self {
-            state,
-            windows,
-            io: IoCounters::default(),
-        }
+        Self { state, windows }
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
@@ -77,11 +75,14 @@ impl DurableObject for RateLimiter {
                         empty_at,
                     )
                 };
-                let mut batch = WriteBatch::default();
+                let mut batch = Batch::default();
                 batch.text(WINDOWS_KEY, text);
-                store::write(&self.state.storage(), &self.io, batch).await?;
+                let storage = self.state.storage();
+                store::put(&storage, batch).await.map_err(to_worker)?;
                 if let Some(at) = empty_at {
-                    store::set_alarm(&self.state.storage(), &self.io, at).await?;
+                    store::set_alarm(&storage, Some(at))
+                        .await
+                        .map_err(to_worker)?;
                 }
                 Response::from_json(&json!({ "allowed": true }))
             }
@@ -101,7 +102,9 @@ impl DurableObject for RateLimiter {
             .filter(|at| *at > now)
             .max();
         match still_busy {
-            Some(at) => store::set_alarm(&self.state.storage(), &self.io, at).await?,
+            Some(at) => store::set_alarm(&self.state.storage(), Some(at))
+                .await
+                .map_err(to_worker)?,
             None => {
                 self.windows.borrow_mut().clear();
                 self.state.storage().delete_all().await?;
@@ -133,6 +136,10 @@ impl DurableObject for RateLimiter {
     async fn websocket_error(&self, _ws: WebSocket, _error: Error) -> worker::Result<()> {
         Ok(())
     }
+}
+
+fn to_worker(e: crate::host::StorageError) -> Error {
+    Error::RustError(e.to_string())
 }
 
 /// What the limiter decided for one request.

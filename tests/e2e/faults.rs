@@ -180,7 +180,8 @@ async fn provider_timeouts_are_retried_or_fall_back() {
     let w = Worker::start(
         providers
             .options(test_options())
-            .var("PROVIDER_TIMEOUT_MS", 400),
+            .var("GEMINI_TIMEOUT_SECS", 1)
+            .var("BOOKS_API_TIMEOUT_SECS", 1),
     )
     .await;
     // Gemini hangs past the timeout once, then answers: the photo is retried and succeeds.

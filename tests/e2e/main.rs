@@ -7,6 +7,7 @@
 mod support;
 
 mod basics;
+mod compat;
 mod core;
 mod csv;
 mod enrich;
@@ -15,3 +16,4 @@ mod hostile;
 mod load;
 mod scan;
 mod security;
+mod timing;

@@ -1,9 +1,10 @@
 //! CSV import: streaming, resumable parsing of Goodreads/StoryGraph/LibraryThing/plain exports.
 //!
-//! The glue reads the header once with [`read_header`], then calls [`parse_slice`] repeatedly,
-//! persisting the returned [`Cursor`] and [`ImportTotals`] between calls. Every call starts a
-//! fresh parser at the cursor, so a job can resume after an eviction from nothing but those two
-//! values, the stored [`Header`] and a [`Deduper`] rebuilt from the stored books.
+//! At upload the Worker reads the header once with [`read_header`]; the job ([`CsvImport`])
+//! then calls [`parse_slice`] repeatedly, persisting the returned [`Cursor`] and
+//! [`ImportTotals`] between calls. Every call starts a fresh parser at the cursor, so a job can
+//! resume after an eviction from nothing but those two values, the stored [`Header`] and a
+//! [`Deduper`] rebuilt from the stored books.
 //!
 //! Decisions the contract leaves open:
 //! - A record is blank, and so neither a data record nor an error, when every field is empty or
@@ -31,14 +32,19 @@
 
 mod book;
 mod cells;
+// Test and benchmark data only: kept out of the wasm.
+#[cfg(not(target_arch = "wasm32"))]
 mod generate;
 mod header;
+mod job;
 mod reader;
 mod slice;
 
 pub use book::{Book, Deduper, ImportResults, ImportTotals, RowError, RowWarning};
+#[cfg(not(target_arch = "wasm32"))]
 pub use generate::generate_goodreads;
 pub use header::{read_header, Format, Header, HeaderError, MAX_HEADER_COLUMNS};
+pub use job::{CsvImport, CsvWork, ResultSlice};
 pub use reader::{RawRecord, RecordReader, Step, MAX_RECORD_BYTES};
 pub use slice::{count_data_records, parse_slice, success_rate, SliceOutput};
 

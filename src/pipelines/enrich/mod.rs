@@ -1,6 +1,6 @@
 //! Batch enrichment: Google Books and Open Library queries, response parsing and match scoring.
 //!
-//! The glue performs the fetches; this module decides what to fetch and what the answers
+//! The job ([`job`]) performs the fetches through its context; this module decides what to fetch and what the answers
 //! mean. For one book, a lookup goes:
 //!
 //! 1. With a valid ISBN ([`BookInput::valid_isbn13`]): [`google_books::query_url`] searches
@@ -14,6 +14,7 @@
 
 pub mod failure;
 pub mod google_books;
+pub mod job;
 pub mod matching;
 pub mod model;
 pub mod open_library;
@@ -24,6 +25,7 @@ mod extract;
 mod url;
 
 pub use failure::{classify_status, LookupFailure, ParseError};
+pub use job::{EnrichWork, Enrichment};
 pub use matching::{best_match, score, MIN_SCORE};
 pub use model::{BookOutcome, Candidate, EnrichedBook, EnrichmentResults, Provider};
 pub use open_library::EditionCandidate;

@@ -33,9 +33,22 @@ pub type Answer = Result<(u16, String), String>;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
-    /// GET this URL and pass the answer to [`Lookup::answer`].
-    Fetch(String),
+    /// GET this URL of this provider and pass the answer to [`Lookup::answer`].
+    Fetch(Provider, String),
     Done(Box<BookOutcome>),
+}
+
+/// How a finished lookup ended, for the batch's counts and retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Found,
+    /// Some provider answered and none had a match.
+    NotFound,
+    /// Every provider that was asked failed; `transient` when some failure may pass (5xx,
+    /// 429, timeout), so the lookup is worth repeating later.
+    ProviderError {
+        transient: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -61,6 +74,7 @@ pub struct Lookup {
     failures: Vec<String>,
     /// Some provider failed in a way that may pass (5xx, 429, timeout, no answer).
     transient: bool,
+    verdict: Option<Verdict>,
 }
 
 impl Lookup {
@@ -79,18 +93,23 @@ impl Lookup {
             answered: false,
             failures: Vec::new(),
             transient: false,
+            verdict: None,
         };
         let step = lookup.request();
         (lookup, step)
     }
 
-    /// Whether a provider error outcome might not recur: some provider failed transiently.
-    pub fn failed_transiently(&self) -> bool {
-        self.transient
+    /// How the lookup ended, once it returned [`Step::Done`].
+    pub fn verdict(&self) -> Option<Verdict> {
+        self.verdict
     }
 
     fn request(&mut self) -> Step {
         let b = &self.bases;
+        let provider = match self.stage {
+            Stage::GoogleByIsbn | Stage::GoogleByTitle => Provider::GoogleBooks,
+            _ => Provider::OpenLibrary,
+        };
         let url = match &self.stage {
             Stage::GoogleByIsbn => {
                 google_books::query_url(&b.google_books, &self.input, b.google_books_key.as_deref())
@@ -113,7 +132,7 @@ impl Lookup {
                 self.input.author.as_deref(),
             ),
         };
-        Step::Fetch(url)
+        Step::Fetch(provider, url)
     }
 
     /// Moves on to the stage after the current one, or ends the lookup.
@@ -127,10 +146,14 @@ impl Lookup {
         self.request()
     }
 
-    fn unmatched(&self) -> BookOutcome {
+    fn unmatched(&mut self) -> BookOutcome {
         if self.answered || self.failures.is_empty() {
+            self.verdict = Some(Verdict::NotFound);
             BookOutcome::not_found(self.input.clone())
         } else {
+            self.verdict = Some(Verdict::ProviderError {
+                transient: self.transient,
+            });
             BookOutcome::provider_error(
                 self.input.clone(),
                 format!("every provider failed: {}", self.failures.join("; ")),
@@ -138,7 +161,8 @@ impl Lookup {
         }
     }
 
-    fn found(&self, candidate: &Candidate, provider: Provider) -> Step {
+    fn found(&mut self, candidate: &Candidate, provider: Provider) -> Step {
+        self.verdict = Some(Verdict::Found);
         Step::Done(Box::new(BookOutcome::found(
             self.input.clone(),
             EnrichedBook::from_match(&self.input, candidate, provider),
@@ -272,8 +296,12 @@ mod tests {
         let mut urls = Vec::new();
         loop {
             match step {
-                Step::Done(outcome) => return (*outcome, urls),
-                Step::Fetch(url) => {
+                Step::Done(outcome) => {
+                    let verdict = lookup.verdict().expect("a finished lookup has a verdict");
+                    assert_eq!(verdict == Verdict::Found, outcome.success, "{verdict:?}");
+                    return (*outcome, urls);
+                }
+                Step::Fetch(_, url) => {
                     let answer = answers
                         .iter()
                         .find(|(prefix, _)| url.starts_with(prefix))
@@ -370,14 +398,18 @@ mod tests {
         let (mut lookup, _) = Lookup::start(BookInput::new("Anything", None, None), bases());
         lookup.answer(Ok((403, String::new())));
         lookup.answer(Ok((400, String::new())));
-        assert!(
-            !lookup.failed_transiently(),
+        assert_eq!(
+            lookup.verdict(),
+            Some(Verdict::ProviderError { transient: false }),
             "rejections are not worth retrying"
         );
         let (mut lookup, _) = Lookup::start(BookInput::new("Anything", None, None), bases());
         lookup.answer(Ok((403, String::new())));
         lookup.answer(Err("timeout".into()));
-        assert!(lookup.failed_transiently());
+        assert_eq!(
+            lookup.verdict(),
+            Some(Verdict::ProviderError { transient: true })
+        );
         assert!(
             error.starts_with("every provider failed")
                 && error.contains("HTTP 503")

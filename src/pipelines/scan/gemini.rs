@@ -7,7 +7,9 @@ use serde_json::{json, Map, Value};
 use super::image::ImageKind;
 use super::results::{BoundingBox, ScanBook};
 use crate::base64;
+use crate::host::{Answer, CallError};
 use crate::isbn::{classify, IsbnCheck};
+use crate::time::{retry_after_ms, Millis};
 
 pub const PROMPT: &str = "This photo shows books on a shelf, a table or a floor. Identify every \
 book whose spine or cover is visible, including books lying flat or partly hidden. For each \
@@ -650,6 +652,55 @@ pub fn retry_delay_secs(body: &str) -> Option<u64> {
                 .ok()?;
             (secs.is_finite() && secs >= 0.0).then(|| secs.ceil().min(86_400.0) as u64)
         })
+}
+
+/// Why one photo could not be scanned: a message fit for the client (never the provider's
+/// own text, which may echo a request header), whether trying again could help, and how
+/// long the provider asked us to wait.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhotoFailure {
+    pub message: String,
+    pub retryable: bool,
+    pub retry_after_ms: Option<Millis>,
+}
+
+/// What one Gemini call means for its photo: the books found, or why not. `now` turns an
+/// HTTP-date `Retry-After` into a wait.
+pub fn interpret(
+    answer: Result<Answer, CallError>,
+    photo_index: u32,
+    now: Millis,
+) -> Result<Vec<ScanBook>, PhotoFailure> {
+    let answer = match answer {
+        Ok(answer) => answer,
+        Err(e) => {
+            return Err(PhotoFailure {
+                message: format!("Gemini request failed: {e}"),
+                retryable: true,
+                retry_after_ms: None,
+            })
+        }
+    };
+    let body = String::from_utf8_lossy(&answer.body);
+    if answer.status == 200 {
+        return parse_response(&body)
+            .map(|detections| normalize(detections, photo_index))
+            .map_err(|e| PhotoFailure {
+                message: e.message(),
+                retryable: e.retryable(),
+                retry_after_ms: None,
+            });
+    }
+    let header_wait = answer
+        .retry_after
+        .as_deref()
+        .and_then(|value| retry_after_ms(value, now));
+    let body_wait = retry_delay_secs(&body).map(|secs| secs * 1_000);
+    Err(PhotoFailure {
+        message: format!("Gemini answered HTTP {}", answer.status),
+        retryable: classify_http_status(answer.status).retryable(),
+        retry_after_ms: header_wait.max(body_wait),
+    })
 }
 
 /// Token counts from `usageMetadata`, for logs and cost tracking.

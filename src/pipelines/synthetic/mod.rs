@@ -4,6 +4,10 @@
 //! restart) before any real pipeline exists and without a provider. It is only reachable
 //! when `ENABLE_TEST_ROUTES` is on.
 
+mod job;
+
+pub use job::SyntheticJob;
+
 use crate::error::ApiError;
 use crate::ids::parse_job_id;
 use crate::job::Pipeline;

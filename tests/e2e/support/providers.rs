@@ -122,6 +122,8 @@ fn gemini(req: &FakeRequest, counts: &Counts) -> FakeResponse {
         // Hangs well past any test's provider timeout the first time, then answers at once.
         "hangonce" if n == 1 => ok("fenced").after(Duration::from_secs(3)),
         "hangonce" => ok("fenced"),
+        // Holds the call for 40 s, past the token expiry and results TTL of the timing tests.
+        "hang40" => ok("fenced").after(Duration::from_secs(40)),
         _ => FakeResponse::json(400, json!({"error": {"code": 400, "message": format!("no scenario {scenario:?}")}}).to_string()),
     }
 }
@@ -346,7 +348,8 @@ impl Providers {
                 format!("{}/books/v1", self.server.base),
             )
             .var("OPENLIBRARY_API_BASE", format!("{}/ol", self.server.base))
-            .var("PROVIDER_TIMEOUT_MS", 3_000)
+            .var("GEMINI_TIMEOUT_SECS", 3)
+            .var("BOOKS_API_TIMEOUT_SECS", 3)
     }
 }
 

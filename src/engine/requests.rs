@@ -1,0 +1,237 @@
+//! The requests a job's object answers: creation, state, token refresh, cancel and results.
+
+use super::dispatch::{with_pipeline, Pipelines};
+use super::{Engine, Job, Reply};
+use crate::error::ApiError;
+use crate::host::{Batch, Host, Stored};
+use crate::internal::{self, CreateJob};
+use crate::job::record::{JobRecord, RefreshOutcome};
+use crate::job::Status;
+use crate::keys;
+use crate::pipeline::Pipeline;
+use crate::protocol::CloseCode;
+use crate::time::Millis;
+use crate::token::{self, RefreshError, TokenRecord};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::rc::Rc;
+
+/// The 202 body of every creation route.
+fn creation_answer(create: &CreateJob, token: &str, token_ttl_ms: Millis) -> Value {
+    json!({
+        "jobId": create.job_id,
+        "token": token,
+        "expiresIn": token_ttl_ms / 1_000,
+        "pipeline": create.pipeline.as_str(),
+        "websocketUrl": format!("/ws/progress?jobId={}&token={}", create.job_id, token),
+    })
+}
+
+impl<H: Host> Engine<H> {
+    fn new_token(&self, job_id: &str) -> Result<String, ApiError> {
+        let mut random = [0u8; token::RANDOM_BYTES];
+        self.host
+            .fill_random(&mut random)
+            .map_err(|e| self.internal("drawing token randomness", e))?;
+        Ok(self.signer.issue(job_id, random))
+    }
+
+    /// Creates the job from the Worker's creation message: its core, its work and its
+    /// inputs in one write, then the alarm.
+    pub async fn create(&self, body: &[u8]) -> Reply {
+        let (create, data) =
+            internal::decode(body).map_err(|e| self.internal("decoding a create body", e))?;
+        if self.mem.borrow().job.is_some() {
+            return Err(ApiError::conflict(format!(
+                "job id {} is already taken",
+                create.job_id
+            )));
+        }
+        let now = self.now();
+        let token = self.new_token(&create.job_id)?;
+        let auth = TokenRecord::new(&token, now, self.config.token_ttl_ms);
+        let record = JobRecord::create(
+            &create.job_id,
+            create.pipeline,
+            create.total_count,
+            auth,
+            self.lifetimes(),
+            now,
+        );
+        let mut batch = Batch::default();
+        batch
+            .json(keys::CORE, &record)
+            .json(keys::WORK, &create.work);
+        let mut offset = 0;
+        for blob in &create.blobs {
+            batch.bytes(&blob.key, data[offset..offset + blob.len].to_vec());
+            offset += blob.len;
+        }
+        // Claimed before the write, so a concurrent create of the same id sees it at once.
+        *self.pipeline.borrow_mut() = Some(Rc::new(Pipelines::for_work(&create.work)));
+        self.mem.borrow_mut().job = Some(Job {
+            record,
+            work: create.work.clone(),
+        });
+        if let Err(e) = self.write(batch).await {
+            self.mem.borrow_mut().job = None;
+            *self.pipeline.borrow_mut() = None;
+            return Err(self.internal("storing a new job", e));
+        }
+        self.sync_alarm()
+            .await
+            .map_err(|e| self.internal("arming the alarm", e))?;
+        self.log_job(
+            "job.created",
+            json!({ "bytes": data.len(), "totalCount": create.total_count }),
+        );
+        Ok((
+            202,
+            creation_answer(&create, &token, self.config.token_ttl_ms),
+        ))
+    }
+
+    pub fn state(&self, token: Option<&str>) -> Reply {
+        self.authorize(token, self.now())?;
+        let state = self
+            .with_job(|job| job.record.state.clone())
+            .ok_or_else(|| ApiError::not_found("no such job"))?;
+        Ok((200, serde_json::to_value(state).unwrap_or(Value::Null)))
+    }
+
+    /// Swaps the token for a new one inside the refresh window. The check and the swap happen
+    /// in one synchronous step, so of N concurrent refreshes exactly one wins, and the write
+    /// re-checks the stored hash, so that holds across an eviction too.
+    pub async fn refresh(&self, body: &[u8]) -> Reply {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Body {
+            old_token: Option<String>,
+        }
+        let body: Body = serde_json::from_slice(body)
+            .map_err(|_| ApiError::invalid("body must be JSON with oldToken"))?;
+        self.require_job()?;
+        let now = self.now();
+        let (job_id, before) = self
+            .with_job(|job| {
+                let id = job.record.state.job_id.clone();
+                (id, (job.record.auth.clone(), job.record.schedule.clone()))
+            })
+            .ok_or_else(|| ApiError::not_found("no such job"))?;
+        let new_token = self.new_token(&job_id)?;
+        let expected_old_hash = before.0.hash.clone();
+        let lifetimes = self.lifetimes();
+        let outcome = self
+            .with_job(|job| {
+                job.record
+                    .refresh(body.old_token.as_deref(), &new_token, lifetimes, now)
+            })
+            .ok_or_else(|| ApiError::not_found("no such job"))?;
+        match outcome {
+            RefreshOutcome::Refused(RefreshError::Auth(e)) => {
+                return Err(ApiError::auth(e.message()))
+            }
+            RefreshOutcome::Refused(RefreshError::TooEarly { retry_after_secs }) => {
+                return Err(ApiError::conflict(format!(
+                    "token refresh opens in the last {} s of its lifetime",
+                    self.config.token_refresh_window_ms / 1_000
+                ))
+                .with_details(json!({ "retryAfterSecs": retry_after_secs })));
+            }
+            RefreshOutcome::Refreshed => {}
+        }
+        let record = self
+            .with_job(|job| job.record.clone())
+            .ok_or_else(|| ApiError::not_found("no such job"))?;
+        let stored =
+            serde_json::to_string(&record).map_err(|e| self.internal("encoding the job", e))?;
+        let still_old = Box::new(move |current: Option<&Stored>| {
+            current
+                .and_then(|v| v.json::<JobRecord>().ok())
+                .is_some_and(|current| current.auth.hash == expected_old_hash)
+        });
+        super::IoCounters::bump(&self.io.writes);
+        let swapped = self
+            .host
+            .put_if(keys::CORE, still_old, Stored::Text(stored))
+            .await;
+        if !matches!(swapped, Ok(true)) {
+            // The new token was never handed out: put the old credential back, so the client
+            // can try again with it.
+            let new_hash = token::hash(&new_token);
+            self.with_job(|job| {
+                if job.record.auth.hash == new_hash {
+                    (job.record.auth, job.record.schedule) = before;
+                }
+            });
+        }
+        match swapped {
+            Err(e) => return Err(self.internal("storing a refreshed token", e)),
+            Ok(false) => return Err(ApiError::auth("invalid token")),
+            Ok(true) => {}
+        }
+        self.sync_alarm()
+            .await
+            .map_err(|e| self.internal("arming the alarm", e))?;
+        self.log_job("token.refreshed", json!({}));
+        Ok((
+            200,
+            json!({ "jobId": job_id, "token": new_token, "expiresIn": self.config.token_ttl_ms / 1_000 }),
+        ))
+    }
+
+    pub async fn cancel_request(&self, token: Option<&str>) -> Reply {
+        let now = self.now();
+        self.authorize(token, now)?;
+        self.cancel(now).await?;
+        let job_id = self
+            .with_job(|job| job.record.state.job_id.clone())
+            .unwrap_or_default();
+        Ok((200, json!({ "jobId": job_id, "status": "canceled" })))
+    }
+
+    /// Cancels a queued or running job: persisted at once, sockets closed 1001, and no work
+    /// beyond a step already in flight, which the alarm abandons when it sees the cancel.
+    pub(super) async fn cancel(&self, now: Millis) -> Result<(), ApiError> {
+        let lifetimes = self.lifetimes();
+        self.with_job(|job| job.record.cancel(lifetimes, now))
+            .ok_or_else(|| ApiError::not_found("no such job"))?
+            .map_err(|e| ApiError::conflict(e.to_string()))?;
+        self.checkpoint("cancel")
+            .await
+            .map_err(|e| self.internal("storing a cancel", e))?;
+        self.close_all(CloseCode::JobCanceled, CloseCode::JobCanceled.reason());
+        self.sync_alarm()
+            .await
+            .map_err(|e| self.internal("arming the alarm", e))?;
+        self.log_job("job.canceled", self.io.snapshot());
+        Ok(())
+    }
+
+    /// The results document of a complete job, from the pipeline named by `segment`.
+    pub async fn results(&self, token: Option<&str>, segment: &str) -> Reply {
+        self.authorize(token, self.now())?;
+        let (status, pipeline) = self
+            .with_job(|job| (job.record.state.status, job.record.state.pipeline))
+            .ok_or_else(|| ApiError::not_found("no such job"))?;
+        if pipeline.results_segment() != segment {
+            return Err(ApiError::not_found(format!(
+                "this job is a {} job",
+                pipeline.as_str()
+            )));
+        }
+        if status != Status::Complete {
+            return Err(ApiError::not_found(format!(
+                "results are not ready: the job is {}",
+                status.as_str()
+            )));
+        }
+        let pipelines = self
+            .pipelines()
+            .ok_or_else(|| ApiError::not_found("no such job"))?;
+        let document = with_pipeline!(self, &*pipelines, |p, ctx| p.results(&ctx).await);
+        document
+            .map(|document| (200, document))
+            .map_err(|e| self.internal("reading results", e))
+    }
+}

@@ -1,0 +1,490 @@
+//! The engine under a virtual clock: timed tasks stay on time whatever a provider does, and a
+//! job dropped mid-step and rebuilt from storage ends exactly as an undisturbed one.
+
+use super::testing::{MemSocket, Scripted, Sim};
+use super::ClientFrame;
+use crate::config::Config;
+use crate::host::{Answer, Host, SocketTag, Stored};
+use crate::internal::{self, Blob, CreateJob};
+use crate::job::Pipeline;
+use crate::keys;
+use crate::pipelines::csv::{read_header, CsvWork, ImportTotals};
+use crate::pipelines::enrich::EnrichWork;
+use crate::pipelines::scan::{ImageKind, ScanPhoto, ScanWork};
+use crate::pipelines::synthetic::SyntheticSpec;
+use crate::pipelines::work::Work;
+use crate::time::Millis;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+const T0: Millis = 1_700_000_000_000;
+const JOB_ID: &str = "0b7c8f0e-4d3b-4e44-9a4e-1f2a3b4c5d6e";
+
+fn config(vars: &[(&str, &str)]) -> Config {
+    let mut map: HashMap<&str, &str> = [
+        ("GEMINI_API_KEY", "k"),
+        ("GEMINI_API_BASE", "http://gemini"),
+        ("GOOGLE_BOOKS_API_BASE", "http://gb"),
+        ("OPENLIBRARY_API_BASE", "http://ol"),
+        ("TASK_RETRY_BASE_MS", "1000"),
+    ]
+    .into_iter()
+    .collect();
+    map.extend(vars.iter().copied());
+    Config::from_lookup(|name| map.get(name).map(|v| v.to_string()))
+}
+
+/// Creates the job in the sim's object; returns its token.
+fn create(
+    sim: &mut Sim,
+    pipeline: Pipeline,
+    work: Work,
+    total: u64,
+    inputs: &[(String, Vec<u8>)],
+) -> String {
+    let create = CreateJob {
+        job_id: JOB_ID.into(),
+        pipeline,
+        total_count: total,
+        work,
+        blobs: inputs
+            .iter()
+            .map(|(key, bytes)| Blob {
+                key: key.clone(),
+                len: bytes.len(),
+            })
+            .collect(),
+    };
+    let data: Vec<u8> = inputs.iter().flat_map(|(_, b)| b.clone()).collect();
+    let body = internal::encode(&create, &data);
+    let (status, answer) = sim
+        .request(|e| async move { e.create(&body).await })
+        .expect("created");
+    assert_eq!(status, 202);
+    answer["token"].as_str().unwrap().to_string()
+}
+
+fn scan_job(sim: &mut Sim, photos: usize) -> String {
+    let image = b"\xFF\xD8\xFF\xE0 a photo".to_vec();
+    let work = Work::Scan(ScanWork {
+        photos: (0..photos)
+            .map(|i| ScanPhoto::new(i as u32, ImageKind::Jpeg, image.len()))
+            .collect(),
+    });
+    let inputs: Vec<(String, Vec<u8>)> = (0..photos)
+        .map(|i| (keys::slice(&keys::scan_image_prefix(i), 0), image.clone()))
+        .collect();
+    create(sim, Pipeline::AiScan, work, photos as u64, &inputs)
+}
+
+/// A valid ISBN-13 for a small number.
+fn isbn13(n: u32) -> String {
+    let body = format!("978{n:09}");
+    let sum: u32 = body
+        .bytes()
+        .enumerate()
+        .map(|(i, b)| u32::from(b - b'0') * if i % 2 == 0 { 1 } else { 3 })
+        .sum();
+    format!("{body}{}", (10 - sum % 10) % 10)
+}
+
+fn enrich_job(sim: &mut Sim, books: u32) -> String {
+    let books: Vec<Value> = (0..books)
+        .map(|n| serde_json::json!({ "title": format!("Book {n}"), "isbn": isbn13(n) }))
+        .collect();
+    let bytes = serde_json::to_vec(&books).unwrap();
+    let work = Work::Enrich(EnrichWork::new(books.len()));
+    create(
+        sim,
+        Pipeline::BatchEnrichment,
+        work,
+        books.len() as u64,
+        &[(keys::ENRICH_INPUT.into(), bytes)],
+    )
+}
+
+fn csv_job(sim: &mut Sim, file: &[u8]) -> String {
+    let (header, cursor) = read_header(file, true).unwrap();
+    let work = Work::Csv(CsvWork {
+        header,
+        cursor,
+        totals: ImportTotals::default(),
+        bytes: file.len(),
+        result_slices: 0,
+    });
+    let inputs: Vec<(String, Vec<u8>)> = keys::slices(keys::CSV_INPUT_PREFIX, file.len())
+        .into_iter()
+        .map(|(key, range)| (key, file[range].to_vec()))
+        .collect();
+    create(sim, Pipeline::CsvImport, work, 0, &inputs)
+}
+
+fn synthetic_job(sim: &mut Sim, items: u64) -> String {
+    let spec = SyntheticSpec {
+        pipeline: Pipeline::CsvImport,
+        items,
+        items_per_chunk: 7,
+        chunk_delay_ms: 100,
+        fail_first_attempts: 0,
+        coalesce_ms: None,
+        throttle_ms: None,
+    };
+    create(sim, Pipeline::CsvImport, Work::Synthetic(spec), items, &[])
+}
+
+/// A Gemini answer with one book.
+fn gemini_ok() -> Answer {
+    Answer::new(200, fixture!("gemini", "fenced.json"))
+}
+
+/// Google Books knows every ISBN it is asked for, as "Book <n>".
+fn google_books(request: &crate::host::Outbound) -> Scripted {
+    let isbn = request
+        .url
+        .split("isbn:")
+        .nth(1)
+        .map(|rest| rest.chars().take(13).collect::<String>());
+    let Some(isbn) = isbn else {
+        return Scripted::After(5, Answer::new(200, r#"{"totalItems":0}"#));
+    };
+    let n: u32 = isbn[3..12].parse().unwrap();
+    let body = serde_json::json!({"totalItems": 1, "items": [{"volumeInfo": {
+        "title": format!("Book {n}"), "authors": ["A. Writer"],
+        "industryIdentifiers": [{"type": "ISBN_13", "identifier": isbn}]}}]});
+    Scripted::After(5, Answer::new(200, body.to_string()))
+}
+
+fn open(sim: &Sim) -> Rc<MemSocket> {
+    sim.host.open_socket(SocketTag::default())
+}
+
+fn say(sim: &mut Sim, socket: &Rc<MemSocket>, text: &'static str) {
+    let socket = socket.clone();
+    sim.request(|e| async move { e.on_message(&socket, ClientFrame::Text(text)).await });
+}
+
+fn status(sim: &Sim) -> Option<String> {
+    sim.engine
+        .with_job(|job| job.record.state.status.as_str().to_string())
+}
+
+fn results(sim: &mut Sim, token: &str, segment: &'static str) -> Value {
+    let token = token.to_string();
+    sim.request(|e| async move { e.results(Some(&token), segment).await })
+        .expect("results")
+        .1
+}
+
+/// Runs until the job ends (or the limit), returning the time it ended at.
+fn run_to_end(sim: &mut Sim, limit: Millis) -> Millis {
+    let engine = sim.engine.clone();
+    let ended = sim.run(
+        || {
+            engine
+                .with_job(|job| job.record.state.status.is_terminal())
+                .unwrap_or(true)
+        },
+        limit,
+    );
+    assert!(ended, "the job did not end by {limit}: {:?}", status(sim));
+    sim.now()
+}
+
+#[test]
+fn token_expiry_and_cleanup_keep_their_time_while_a_provider_hangs() {
+    // (what the provider does, when the socket must close, with what)
+    let table: &[(&str, Scripted)] = &[
+        ("hangs for ever", Scripted::Hang),
+        ("answers after 44 s", Scripted::After(44_000, gemini_ok())),
+    ];
+    for (name, answer) in table {
+        let mut sim = Sim::new(
+            config(&[("TOKEN_TTL_SECS", "8"), ("RESULTS_TTL_SECS", "6")]),
+            T0,
+        );
+        let answer = answer.clone();
+        sim.host.script(move |_| answer.clone());
+        scan_job(&mut sim, 1);
+        let socket = open(&sim);
+        say(&mut sim, &socket, r#"{"type":"ready"}"#);
+        sim.run_until(T0 + 7_999);
+        assert_eq!(socket.close_code(), None, "{name}: open before expiry");
+        assert_eq!(sim.host.calls().len(), 1, "{name}: the call is in flight");
+        sim.run_until(T0 + 8_000);
+        assert_eq!(socket.close_code(), Some(1008), "{name}: closed at expiry");
+        sim.run_until(T0 + 13_999);
+        assert!(!sim.host.storage().is_empty(), "{name}: kept until the TTL");
+        sim.run_until(T0 + 14_000);
+        assert!(
+            sim.host.storage().is_empty(),
+            "{name}: everything deleted at token expiry + results TTL"
+        );
+        assert_eq!(status(&sim), None, "{name}: the job is gone");
+        assert_eq!(sim.host.alarm_at(), None, "{name}: no alarm left");
+        assert_eq!(sim.host.logged("step.abandoned").len(), 1, "{name}");
+    }
+}
+
+#[test]
+fn a_slow_but_sure_provider_is_awaited_past_the_tasks_that_come_due() {
+    let mut sim = Sim::new(config(&[("TOKEN_TTL_SECS", "8")]), T0);
+    sim.host.script(|_| Scripted::After(44_000, gemini_ok()));
+    scan_job(&mut sim, 1);
+    let socket = open(&sim);
+    say(&mut sim, &socket, r#"{"type":"ready"}"#);
+    let ended = run_to_end(&mut sim, T0 + 120_000);
+    assert_eq!(status(&sim).as_deref(), Some("complete"));
+    assert_eq!(ended, T0 + 44_000, "completed when the answer came");
+    assert_eq!(sim.host.calls().len(), 1, "the call was never repeated");
+    assert_eq!(
+        socket.close_code(),
+        Some(1008),
+        "the token still expired on time"
+    );
+    let summary = sim
+        .engine
+        .with_job(|job| job.record.state.summary.clone())
+        .flatten()
+        .unwrap();
+    assert_eq!(summary["successCount"], 1, "{summary}");
+    assert!(summary["totalDetected"].as_u64().unwrap() > 0, "{summary}");
+}
+
+#[test]
+fn a_cancel_during_a_hung_call_ends_the_job_at_once() {
+    let mut sim = Sim::new(config(&[]), T0);
+    sim.host.script(|_| Scripted::Hang);
+    let token = scan_job(&mut sim, 2);
+    let sockets = [open(&sim), open(&sim)];
+    say(&mut sim, &sockets[0], r#"{"type":"ready"}"#);
+    sim.run_until(T0 + 3_000);
+    assert_eq!(sim.host.calls().len(), 1);
+    let token2 = token.clone();
+    let canceled = sim.request(|e| async move { e.cancel_request(Some(&token2)).await });
+    assert_eq!(canceled.unwrap().0, 200);
+    assert_eq!(
+        sim.now(),
+        T0 + 3_000,
+        "the cancel did not wait for the call"
+    );
+    for socket in &sockets {
+        assert_eq!(socket.close_code(), Some(1001));
+    }
+    assert_eq!(status(&sim).as_deref(), Some("canceled"));
+    // The alarm gives up the step at once: the next photo is never asked for.
+    sim.run_until(T0 + 200_000);
+    assert_eq!(sim.host.calls().len(), 1, "no work after the cancel");
+    assert_eq!(sim.host.logged("step.abandoned").len(), 1);
+    let cleanup = sim
+        .engine
+        .with_job(|job| {
+            job.record
+                .schedule
+                .get(crate::job::schedule::TaskKind::Cleanup)
+        })
+        .flatten()
+        .expect("cleanup is scheduled");
+    assert_eq!(cleanup.due, T0 + 3_000 + 86_400_000);
+    assert!(sim.host.alarm_at().is_some());
+}
+
+#[test]
+fn a_timed_out_call_is_retried_with_backoff_and_honours_retry_after() {
+    // (the first answer, when the second call must happen)
+    let rate_limited = Answer {
+        retry_after: Some("30".into()),
+        ..Answer::new(
+            429,
+            r#"{"error":{"code":429,"status":"RESOURCE_EXHAUSTED"}}"#,
+        )
+    };
+    let table: &[(&str, Scripted, Millis)] = &[
+        // Timed out at 60 s, then the first backoff (1 s).
+        ("timeout", Scripted::Hang, 61_000),
+        ("5xx", Scripted::After(10, Answer::new(503, "{}")), 1_010),
+        (
+            "429 with Retry-After",
+            Scripted::After(10, rate_limited),
+            30_010,
+        ),
+    ];
+    for (name, first, second_at) in table {
+        let mut sim = Sim::new(config(&[]), T0);
+        let mut first = Some(first.clone());
+        sim.host
+            .script(move |_| first.take().unwrap_or(Scripted::After(10, gemini_ok())));
+        scan_job(&mut sim, 1);
+        let socket = open(&sim);
+        say(&mut sim, &socket, r#"{"type":"ready"}"#);
+        run_to_end(&mut sim, T0 + 600_000);
+        assert_eq!(status(&sim).as_deref(), Some("complete"), "{name}");
+        let calls = sim.host.calls();
+        assert_eq!(calls.len(), 2, "{name}");
+        assert_eq!(
+            calls[1].0 - T0,
+            *second_at,
+            "{name}: when the retry went out"
+        );
+        let retries = sim.host.logged("task.retry");
+        assert_eq!(retries.len(), 1, "{name}");
+        let stored: Value = sim.host.storage()[keys::CORE].json().unwrap();
+        assert!(stored["state"]["status"] == "complete", "{name}");
+        assert_eq!(socket.close_code(), Some(1000), "{name}");
+    }
+}
+
+#[test]
+fn retries_are_counted_in_storage_and_run_out() {
+    let mut sim = Sim::new(config(&[]), T0);
+    sim.host
+        .script(|_| Scripted::After(10, Answer::new(500, "{}")));
+    scan_job(&mut sim, 1);
+    let socket = open(&sim);
+    say(&mut sim, &socket, r#"{"type":"ready"}"#);
+    // After the first failure the attempt count is in storage, so an eviction keeps it.
+    let host = sim.host.clone();
+    sim.run(|| !host.logged("task.retry").is_empty(), T0 + 10_000);
+    let stored: Value = sim.host.storage()[keys::CORE].json().unwrap();
+    assert_eq!(stored["schedule"]["tasks"]["process"]["attempts"], 1);
+    sim.evict();
+    run_to_end(&mut sim, T0 + 600_000);
+    assert_eq!(status(&sim).as_deref(), Some("failed"));
+    assert_eq!(
+        sim.host.calls().len(),
+        5,
+        "five attempts in all, across the eviction"
+    );
+    assert_eq!(socket.close_code(), Some(1011));
+    let error = socket.messages().last().unwrap()["payload"].clone();
+    assert_eq!(error["retryable"], true);
+    assert_eq!(error["code"], "PROVIDER_ERROR");
+}
+
+#[test]
+fn the_job_ends_the_same_when_the_engine_is_dropped_mid_step() {
+    type Make = fn(&mut Sim) -> String;
+    let file = crate::pipelines::csv::generate_goodreads(12_000, 7).0;
+    let csv: Maker = Box::new(move |sim| csv_job(sim, &file));
+    type Maker = Box<dyn Fn(&mut Sim) -> String>;
+    let table: Vec<(&str, Maker, &'static str)> = vec![
+        (
+            "synthetic",
+            Box::new((|sim| synthetic_job(sim, 50)) as Make),
+            "csv",
+        ),
+        (
+            "enrichment",
+            Box::new((|sim| enrich_job(sim, 25)) as Make),
+            "enrichment",
+        ),
+        ("csv", csv, "csv"),
+    ];
+    for (name, make, segment) in table {
+        let undisturbed = {
+            let mut sim = Sim::new(config(&[]), T0);
+            sim.host.script(google_books);
+            let token = make(&mut sim);
+            let socket = open(&sim);
+            say(&mut sim, &socket, r#"{"type":"ready"}"#);
+            run_to_end(&mut sim, T0 + 600_000);
+            assert_eq!(status(&sim).as_deref(), Some("complete"), "{name}");
+            results(&mut sim, &token, segment)
+        };
+        // Drop the engine a quarter, half and three quarters of the way, each time in the
+        // middle of a step (between two of its awaits).
+        for quarter in 1..=3u64 {
+            let mut sim = Sim::new(config(&[]), T0);
+            sim.host.script(google_books);
+            let token = make(&mut sim);
+            let socket = open(&sim);
+            say(&mut sim, &socket, r#"{"type":"ready"}"#);
+            let engine = sim.engine.clone();
+            let reached = sim.run(
+                || {
+                    engine
+                        .with_job(|job| {
+                            let s = &job.record.state;
+                            s.status == crate::job::Status::Running
+                                && s.total_count > 0
+                                && s.processed_count * 4 >= s.total_count * quarter
+                        })
+                        .unwrap_or(false)
+                },
+                T0 + 600_000,
+            );
+            assert!(reached, "{name}: never {quarter}/4 of the way");
+            sim.evict();
+            assert_eq!(
+                status(&sim).as_deref(),
+                Some("running"),
+                "{name} {quarter}/4"
+            );
+            run_to_end(&mut sim, T0 + 600_000);
+            assert_eq!(
+                status(&sim).as_deref(),
+                Some("complete"),
+                "{name} {quarter}/4"
+            );
+            assert_eq!(
+                results(&mut sim, &token, segment),
+                undisturbed,
+                "{name}: evicted {quarter}/4 of the way"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_job_that_never_starts_is_cleaned_up_after_its_token_and_the_ttl() {
+    let mut sim = Sim::new(
+        config(&[
+            ("TOKEN_TTL_SECS", "8"),
+            ("RESULTS_TTL_SECS", "6"),
+            ("READY_TIMEOUT_SECS", "3600"),
+        ]),
+        T0,
+    );
+    csv_job(&mut sim, b"Title\nDune\n");
+    sim.run_until(T0 + 13_999);
+    assert_eq!(status(&sim).as_deref(), Some("queued"));
+    sim.run_until(T0 + 14_000);
+    assert_eq!(status(&sim), None);
+    assert!(sim.host.storage().is_empty());
+}
+
+#[test]
+fn a_refresh_during_a_hung_call_moves_the_expiry_the_wait_is_on() {
+    let mut sim = Sim::new(
+        config(&[("TOKEN_TTL_SECS", "10"), ("TOKEN_REFRESH_WINDOW_SECS", "8")]),
+        T0,
+    );
+    sim.host.script(|_| Scripted::Hang);
+    let token = scan_job(&mut sim, 1);
+    let socket = open(&sim);
+    say(&mut sim, &socket, r#"{"type":"ready"}"#);
+    sim.run_until(T0 + 5_000);
+    let body = serde_json::json!({ "oldToken": token }).to_string();
+    let refreshed = sim.request(|e| async move { e.refresh(body.as_bytes()).await });
+    assert_eq!(refreshed.unwrap().0, 200);
+    sim.run_until(T0 + 14_999);
+    assert_eq!(
+        socket.close_code(),
+        None,
+        "the old expiry no longer applies"
+    );
+    sim.run_until(T0 + 15_000);
+    assert_eq!(socket.close_code(), Some(1008), "the new one does");
+}
+
+#[test]
+fn storage_written_by_the_engine_reads_back_as_it_was() {
+    let mut sim = Sim::new(config(&[]), T0);
+    enrich_job(&mut sim, 3);
+    let stored = sim.host.storage();
+    assert!(matches!(stored[keys::ENRICH_INPUT], Stored::Bytes(_)));
+    assert!(matches!(stored[keys::CORE], Stored::Text(_)));
+    sim.evict();
+    assert_eq!(status(&sim).as_deref(), Some("queued"));
+    assert!(sim.host.now() >= T0);
+}

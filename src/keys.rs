@@ -1,0 +1,119 @@
+//! Every storage key a job object writes, built in one place so no two modules can disagree.
+//!
+//! The names are a storage format: jobs persisted by an older build resume on a newer one,
+//! so a key changes only with a migration (see `tests/fixtures/storage/`).
+
+use std::ops::Range;
+
+/// The job's core: credential, state, schedule and throttle ([`crate::job::record::JobRecord`]).
+pub const CORE: &str = "core";
+/// The pipeline's progress ([`crate::pipelines::work::Work`]), written with the core.
+pub const WORK: &str = "work";
+
+/// A CSV upload, stored in slices `in:0`, `in:1`, ...
+pub const CSV_INPUT_PREFIX: &str = "in:";
+/// An enrichment batch's books, one JSON array.
+pub const ENRICH_INPUT: &str = "in:books";
+
+/// The result slices of a CSV import, numbered in the order they were written.
+pub const CSV_RESULT_PREFIX: &str = "res:csv:";
+/// The outcome of each enrichment input, by input index.
+pub const ENRICH_RESULT_PREFIX: &str = "res:enr:";
+/// The books found on each photo of a scan, by the photo's position in the batch.
+pub const SCAN_RESULT_PREFIX: &str = "res:scan:";
+
+/// Where the bytes of a scan's photo number `position` are stored, in slices.
+pub fn scan_image_prefix(position: usize) -> String {
+    format!("img:{position}:")
+}
+
+/// Inputs are stored in slices of this size, well under the 2 MB key+value limit of
+/// SQLite-backed objects.
+pub const SLICE_BYTES: usize = 1024 * 1024;
+
+/// The `n`th slice of a value stored under `prefix`.
+pub fn slice(prefix: &str, n: usize) -> String {
+    format!("{prefix}{n}")
+}
+
+/// The slices `len` bytes are stored in: each key with the byte range it holds.
+pub fn slices(prefix: &str, len: usize) -> Vec<(String, Range<usize>)> {
+    (0..len.div_ceil(SLICE_BYTES))
+        .map(|n| {
+            let start = n * SLICE_BYTES;
+            (slice(prefix, n), start..(start + SLICE_BYTES).min(len))
+        })
+        .collect()
+}
+
+/// Just the keys of [`slices`].
+pub fn slice_keys(prefix: &str, len: usize) -> Vec<String> {
+    slices(prefix, len)
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect()
+}
+
+pub fn csv_result(slice: u32) -> String {
+    format!("{CSV_RESULT_PREFIX}{slice:05}")
+}
+
+pub fn enrich_result(index: usize) -> String {
+    format!("{ENRICH_RESULT_PREFIX}{index:03}")
+}
+
+pub fn scan_result(position: usize) -> String {
+    format!("{SCAN_RESULT_PREFIX}{position:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The exact spellings older builds wrote; changing one strands their stored jobs.
+    #[test]
+    fn keys_keep_their_stored_spelling() {
+        let table = [
+            (csv_result(0), "res:csv:00000"),
+            (csv_result(12), "res:csv:00012"),
+            (enrich_result(7), "res:enr:007"),
+            (scan_result(3), "res:scan:03"),
+            (slice(CSV_INPUT_PREFIX, 2), "in:2"),
+            (slice(&scan_image_prefix(1), 0), "img:1:0"),
+        ];
+        for (built, stored) in table {
+            assert_eq!(built, stored);
+        }
+    }
+
+    #[test]
+    fn slices_cover_the_data_exactly() {
+        let table = [
+            (0, 0),
+            (1, 1),
+            (SLICE_BYTES, 1),
+            (SLICE_BYTES + 1, 2),
+            (10 * SLICE_BYTES, 10),
+        ];
+        for (len, count) in table {
+            let s = slices("in:", len);
+            assert_eq!(s.len(), count, "{len}");
+            assert_eq!(s.iter().map(|(_, r)| r.len()).sum::<usize>(), len);
+            if let Some((key, _)) = s.last() {
+                assert_eq!(key, &format!("in:{}", count - 1));
+            }
+        }
+    }
+
+    /// Result keys sort in index order, which is how results are listed back.
+    #[test]
+    fn result_keys_sort_numerically() {
+        let mut keys: Vec<String> = [100, 9, 10, 0].map(enrich_result).to_vec();
+        keys.sort();
+        assert_eq!(
+            keys,
+            ["res:enr:000", "res:enr:009", "res:enr:010", "res:enr:100"]
+        );
+        assert!(csv_result(99_999) > csv_result(10_000));
+    }
+}

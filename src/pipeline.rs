@@ -1,0 +1,204 @@
+//! The contract between the step engine and a pipeline: what a step may ask of its job
+//! ([`Ctx`]) and what every pipeline provides ([`Pipeline`]).
+//!
+//! A pipeline never sees the Durable Object, the engine or another pipeline's work: it gets
+//! its own progress record (`W`), its own storage keys, provider calls with deadlines, the
+//! clock and a progress report, all through [`Ctx`].
+
+use crate::config::Config;
+use crate::error::ErrorCode;
+use crate::host::{Answer, Batch, CallError, Outbound, StorageError, Stored, Values};
+use crate::job::throttle::{PersistPolicy, SOCKET_MIN_INTERVAL_MS};
+use crate::job::{JobError, Pipeline as Kind};
+use crate::time::Millis;
+use serde_json::Value;
+
+/// What one run of the process task achieved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepOutcome {
+    /// More to do: run again after this delay.
+    Continue { delay_ms: Millis },
+    /// Every item is done; the engine asks for the [`Pipeline::summary`] next. Running the
+    /// step again must say `Done` again.
+    Done,
+}
+
+/// Why a step (or the preparation before the first one) did not succeed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepFailure {
+    /// Worth retrying with backoff (counted in storage); when the retries run out, the job
+    /// fails with this code and a retryable error. `retry_after_ms` is the provider's own
+    /// `Retry-After`, which the next attempt honours.
+    Transient {
+        code: ErrorCode,
+        message: String,
+        retry_after_ms: Option<Millis>,
+    },
+    /// Retrying cannot help; the job fails with this error.
+    Permanent(JobError),
+}
+
+impl StepFailure {
+    /// An upstream provider failed in a way that may pass (5xx, 429, timeout).
+    pub fn provider(message: impl Into<String>, retry_after_ms: Option<Millis>) -> Self {
+        Self::Transient {
+            code: ErrorCode::ProviderError,
+            message: message.into(),
+            retry_after_ms,
+        }
+    }
+
+    /// Our own side failed (storage, state that should be there); retried like the rest.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::Transient {
+            code: ErrorCode::InternalError,
+            message: message.into(),
+            retry_after_ms: None,
+        }
+    }
+}
+
+impl From<StorageError> for StepFailure {
+    fn from(e: StorageError) -> Self {
+        Self::internal(format!("storage: {e}"))
+    }
+}
+
+/// Which run of a task this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attempt {
+    /// Failed runs before this one.
+    pub failed_before: u32,
+    /// No retry follows if this run fails transiently: record the failure instead.
+    pub last: bool,
+}
+
+/// The upstream services, each with its own deadline (contract 9.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    Gemini,
+    GoogleBooks,
+    OpenLibrary,
+}
+
+impl Provider {
+    /// The name in log lines.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Gemini => "gemini",
+            Self::GoogleBooks => "google_books",
+            Self::OpenLibrary => "open_library",
+        }
+    }
+
+    /// The name in messages to clients.
+    pub fn display_name(self) -> &'static str {
+        match self {
+            Self::Gemini => "Gemini",
+            Self::GoogleBooks => "Google Books",
+            Self::OpenLibrary => "Open Library",
+        }
+    }
+
+    /// How long one call may take before it counts as a retryable failure.
+    pub fn timeout_ms(self, config: &Config) -> Millis {
+        match self {
+            Self::Gemini => config.gemini_timeout_ms,
+            Self::GoogleBooks | Self::OpenLibrary => config.books_api_timeout_ms,
+        }
+    }
+}
+
+/// What a pipeline's step may ask of its job. `W` is the pipeline's own progress record,
+/// persisted with the job's core at every checkpoint.
+// Single-threaded: no `Send` bound is wanted on the futures.
+#[allow(async_fn_in_trait)]
+pub trait Ctx<W> {
+    fn now(&self) -> Millis;
+    fn config(&self) -> &Config;
+    /// Runs `f` on the pipeline's progress record; `None` when the job is gone (cleaned up
+    /// under the step). The borrow ends with `f`, before any `.await`.
+    fn with_work<R>(&self, f: impl FnOnce(&mut W) -> R) -> Option<R>;
+    /// The total the job announced when it started.
+    fn total_count(&self) -> u64;
+    fn processed_count(&self) -> u64;
+    /// Milliseconds since processing began: a summary's `duration`.
+    fn processing_ms(&self) -> Millis;
+    /// False once the job was canceled or ended under the step.
+    fn is_running(&self) -> bool;
+    fn log(&self, event: &str, fields: Value);
+
+    async fn read(&self, keys: &[String]) -> Result<Values, StorageError>;
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<Vec<(String, Stored)>, StorageError>;
+    async fn delete(&self, keys: Vec<String>) -> Result<(), StorageError>;
+    /// Calls a provider with its deadline ([`Provider::timeout_ms`]); logged without the
+    /// query or headers.
+    async fn call(&self, provider: Provider, request: Outbound) -> Result<Answer, CallError>;
+    /// Records progress: sent to sockets (coalesced) and persisted per the throttle policy,
+    /// with the results the pipeline has buffered (see [`Pipeline::drain_pending`]).
+    async fn progress(&self, processed: u64, item: Option<String>) -> Result<(), StorageError>;
+    /// Persists the core, the progress record and the buffered results now.
+    async fn checkpoint(&self, reason: &str) -> Result<(), StorageError>;
+}
+
+/// One kind of job. Implementations hold only caches that can be rebuilt from storage; what
+/// must survive an eviction is in `Work`.
+#[allow(async_fn_in_trait)]
+pub trait Pipeline {
+    type Work;
+
+    /// Runs when the job starts: the number of items, which progress counts towards.
+    async fn prepare(&self, ctx: &impl Ctx<Self::Work>) -> Result<u64, StepFailure>;
+    /// One bounded run of work.
+    async fn step(
+        &self,
+        ctx: &impl Ctx<Self::Work>,
+        attempt: Attempt,
+    ) -> Result<StepOutcome, StepFailure>;
+    /// After the last step: the summary for `job_complete`, or why the job failed as a whole
+    /// (every item failed).
+    async fn summary(&self, ctx: &impl Ctx<Self::Work>) -> Result<Value, StepFailure>;
+    /// The results document of a complete job.
+    async fn results(&self, ctx: &impl Ctx<Self::Work>) -> Result<Value, StorageError>;
+    /// Runs once after the job ended in any way: inputs that are no longer needed go.
+    async fn after_end(&self, ctx: &impl Ctx<Self::Work>) -> Result<(), StorageError>;
+    /// Moves the results buffered since the last checkpoint into the checkpoint's write,
+    /// updating `work` (e.g. a slice counter) in the same write.
+    fn drain_pending(&self, work: &mut Self::Work, batch: &mut Batch);
+
+    /// When progress is persisted.
+    fn persist_policy(&self, work: &Self::Work, kind: Kind) -> PersistPolicy {
+        let _ = work;
+        PersistPolicy::for_pipeline(kind)
+    }
+
+    /// The least spacing of `job_progress` messages.
+    fn progress_spacing_ms(&self, work: &Self::Work) -> Millis {
+        let _ = work;
+        SOCKET_MIN_INTERVAL_MS
+    }
+}
+
+/// Reads a value stored in slices (see [`crate::keys::slices`]) back into one buffer.
+pub async fn read_slices<W>(
+    ctx: &impl Ctx<W>,
+    prefix: &str,
+    len: usize,
+) -> Result<Vec<u8>, StorageError> {
+    let keys = crate::keys::slice_keys(prefix, len);
+    let mut values = ctx.read(&keys).await?;
+    let mut bytes = Vec::with_capacity(len);
+    for key in &keys {
+        let slice = values
+            .0
+            .remove(key)
+            .ok_or_else(|| StorageError(format!("{key} is missing")))?;
+        bytes.extend_from_slice(slice.as_bytes());
+    }
+    Ok(bytes)
+}

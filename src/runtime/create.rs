@@ -1,0 +1,229 @@
+//! The creation routes: each upload is validated before any job exists, then sent to the new
+//! job's object with its inputs, which the object stores in slices.
+
+use super::edge::Ctx;
+use super::http;
+use super::job_object::stub_for;
+use crate::error::ApiError;
+use crate::internal::{self, Blob, CreateJob};
+use crate::job::Pipeline;
+use crate::keys;
+use crate::limits::{
+    CSV_BODY_BYTES, CSV_HEADER_WINDOW_BYTES, ENRICHMENT_BODY_BYTES, MULTIPART_OVERHEAD_BYTES,
+    SMALL_JSON_BODY_BYTES,
+};
+use crate::multipart;
+use crate::pipelines::csv::{read_header, CsvWork, HeaderError, ImportTotals, MAX_HEADER_COLUMNS};
+use crate::pipelines::enrich::{self, EnrichWork};
+use crate::pipelines::scan::request::{self as scan_request, ScanImage};
+use crate::pipelines::scan::{ScanPhoto, ScanWork};
+use crate::pipelines::synthetic;
+use crate::pipelines::work::Work;
+use crate::rate_limit::Bucket;
+use serde_json::json;
+use worker::js_sys::Uint8Array;
+use worker::{Method, Request, RequestInit, Response};
+
+/// `POST /api/test/jobs` (only with `ENABLE_TEST_ROUTES`).
+pub async fn synthetic_job(ctx: &Ctx<'_>, req: &mut Request) -> Result<Response, ApiError> {
+    let body = http::read_body_limited(req, SMALL_JSON_BODY_BYTES).await?;
+    let (spec, proposed) = synthetic::parse_spec(&body)?;
+    let create = CreateJob {
+        job_id: proposed.unwrap_or_else(|| ctx.fresh_job_id()),
+        pipeline: spec.pipeline,
+        total_count: spec.items,
+        work: Work::Synthetic(spec),
+        blobs: Vec::new(),
+    };
+    create_job(ctx, create, &[]).await
+}
+
+/// `POST /api/scan-bookshelf`: one raw or multipart image.
+pub async fn single_scan(ctx: &Ctx<'_>, req: &mut Request) -> Result<Response, ApiError> {
+    let content_type = http::header(req, "content-type");
+    let body = http::read_body_limited(req, scan_request::MAX_SINGLE_BODY_BYTES).await?;
+    let image = scan_request::parse_single(content_type.as_deref(), body)?;
+    ctx.limit(Bucket::Scan).await?;
+    create_scan(ctx, ctx.fresh_job_id(), vec![image]).await
+}
+
+/// `POST /api/scan-bookshelf/batch`: 1 to 5 base64 images in JSON.
+pub async fn batch_scan(ctx: &Ctx<'_>, req: &mut Request) -> Result<Response, ApiError> {
+    require_json(req)?;
+    let body = http::read_body_limited(req, scan_request::MAX_BATCH_BODY_BYTES).await?;
+    let batch = scan_request::parse_batch(&body)?;
+    ctx.limit(Bucket::Scan).await?;
+    let job_id = batch.job_id.unwrap_or_else(|| ctx.fresh_job_id());
+    create_scan(ctx, job_id, batch.images).await
+}
+
+/// `POST /api/enrichment/batch`: 1 to 100 books in JSON.
+pub async fn enrichment(ctx: &Ctx<'_>, req: &mut Request) -> Result<Response, ApiError> {
+    require_json(req)?;
+    let body = http::read_body_limited(req, ENRICHMENT_BODY_BYTES).await?;
+    let request = enrich::parse_request(&body)?;
+    ctx.limit(Bucket::Enrichment).await?;
+    let books =
+        serde_json::to_vec(&request.books).map_err(|e| http::internal("encoding books", e))?;
+    let create = CreateJob {
+        job_id: request.job_id.unwrap_or_else(|| ctx.fresh_job_id()),
+        pipeline: Pipeline::BatchEnrichment,
+        total_count: request.books.len() as u64,
+        work: Work::Enrich(EnrichWork::new(request.books.len())),
+        blobs: vec![Blob {
+            key: keys::ENRICH_INPUT.into(),
+            len: books.len(),
+        }],
+    };
+    create_job(ctx, create, &books).await
+}
+
+/// `POST /api/import/csv`: the header is checked before any job exists (contract section 2).
+pub async fn csv_import(ctx: &Ctx<'_>, req: &mut Request) -> Result<Response, ApiError> {
+    let file = read_csv_upload(req).await?;
+    let prefix = &file[..file.len().min(CSV_HEADER_WINDOW_BYTES)];
+    let (header, cursor) =
+        read_header(prefix, prefix.len() == file.len()).map_err(csv_header_error)?;
+    ctx.limit(Bucket::Csv).await?;
+    let create = CreateJob {
+        job_id: ctx.fresh_job_id(),
+        pipeline: Pipeline::CsvImport,
+        total_count: 0,
+        work: Work::Csv(CsvWork {
+            header,
+            cursor,
+            totals: ImportTotals::default(),
+            bytes: file.len(),
+            result_slices: 0,
+        }),
+        blobs: blobs_for(keys::CSV_INPUT_PREFIX, file.len()),
+    };
+    create_job(ctx, create, &file).await
+}
+
+/// Media types a CSV upload may declare: the standard one and those browsers and spreadsheet
+/// programs commonly send for `.csv` files.
+const CSV_MEDIA_TYPES: &[&str] = &[
+    "text/csv",
+    "application/csv",
+    "text/comma-separated-values",
+    "application/vnd.ms-excel",
+];
+
+/// Reads a CSV upload: a raw body of a CSV media type, or the `file` field of a multipart
+/// form. Over 10 MiB is 413, other media types are 415.
+async fn read_csv_upload(req: &mut Request) -> Result<Vec<u8>, ApiError> {
+    let media = http::media_type(req).unwrap_or_default();
+    if CSV_MEDIA_TYPES.contains(&media.as_str()) {
+        return http::read_body_limited(req, CSV_BODY_BYTES).await;
+    }
+    if media != "multipart/form-data" {
+        let shown = if media.is_empty() {
+            "missing"
+        } else {
+            media.as_str()
+        };
+        return Err(ApiError::unsupported_media(format!(
+            "Content-Type {shown} is not accepted; send text/csv, or multipart/form-data with a `file` field"
+        )));
+    }
+    let content_type = http::header(req, "content-type").unwrap_or_default();
+    let body = http::read_body_limited(req, CSV_BODY_BYTES + MULTIPART_OVERHEAD_BYTES).await?;
+    let boundary = multipart::boundary(&content_type)
+        .ok_or_else(|| ApiError::invalid("multipart/form-data needs a boundary parameter"))?;
+    let parts = multipart::parse(&body, &boundary).map_err(|e| e.to_api_error())?;
+    let file = multipart::find_field(&parts, "file")
+        .ok_or_else(|| ApiError::invalid("the multipart form has no `file` field"))?;
+    if file.data.len() > CSV_BODY_BYTES {
+        return Err(ApiError::too_large(CSV_BODY_BYTES));
+    }
+    Ok(file.data.clone())
+}
+
+fn csv_header_error(err: HeaderError) -> ApiError {
+    let details = match &err {
+        HeaderError::NoTitleColumn { columns_found } => json!({ "columnsFound": columns_found }),
+        HeaderError::Empty => json!({ "reason": "empty" }),
+        HeaderError::TooManyColumns { count } => {
+            json!({ "reason": "too_many_columns", "columns": count, "maxColumns": MAX_HEADER_COLUMNS })
+        }
+        HeaderError::TooLong { limit } => {
+            json!({ "reason": "header_too_long", "limitBytes": limit })
+        }
+    };
+    ApiError::invalid(format!(
+        "the CSV header cannot be imported: {}",
+        err.message()
+    ))
+    .with_details(details)
+}
+
+/// The JSON creation routes take `application/json` only (contract section 1: 415).
+fn require_json(req: &Request) -> Result<(), ApiError> {
+    match http::media_type(req).as_deref() {
+        Some("application/json") => Ok(()),
+        Some(other) => Err(ApiError::unsupported_media(format!(
+            "Content-Type {other} is not accepted here; send application/json"
+        ))),
+        None => Err(ApiError::unsupported_media(
+            "Content-Type is missing; send application/json",
+        )),
+    }
+}
+
+/// Creates a scan job whose photos are stored in slices, one series per photo.
+async fn create_scan(
+    ctx: &Ctx<'_>,
+    job_id: String,
+    images: Vec<ScanImage>,
+) -> Result<Response, ApiError> {
+    let mut blobs = Vec::new();
+    let mut data = Vec::with_capacity(images.iter().map(|i| i.bytes.len()).sum());
+    let mut photos = Vec::with_capacity(images.len());
+    for (position, image) in images.into_iter().enumerate() {
+        blobs.extend(blobs_for(
+            &keys::scan_image_prefix(position),
+            image.bytes.len(),
+        ));
+        photos.push(ScanPhoto::new(image.index, image.kind, image.bytes.len()));
+        data.extend_from_slice(&image.bytes);
+    }
+    let create = CreateJob {
+        job_id,
+        pipeline: Pipeline::AiScan,
+        total_count: photos.len() as u64,
+        work: Work::Scan(ScanWork { photos }),
+        blobs,
+    };
+    create_job(ctx, create, &data).await
+}
+
+/// Sends a creation to the job's object, with its inputs stored under the given blobs.
+async fn create_job(ctx: &Ctx<'_>, create: CreateJob, data: &[u8]) -> Result<Response, ApiError> {
+    debug_assert_eq!(
+        create.blobs.iter().map(|b| b.len).sum::<usize>(),
+        data.len()
+    );
+    let job_id = create.job_id.clone();
+    let body = internal::encode(&create, data);
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post)
+        .with_body(Some(Uint8Array::from(body.as_slice()).into()));
+    let request = Request::new_with_init("https://job.internal/internal/create", &init)
+        .map_err(|e| http::internal("building a create request", e))?;
+    stub_for(ctx.env, &job_id)?
+        .fetch_with_request(request)
+        .await
+        .map_err(|e| http::internal("creating the job", e))
+}
+
+/// Names the slices a pipeline input is stored in.
+fn blobs_for(prefix: &str, len: usize) -> Vec<Blob> {
+    keys::slices(prefix, len)
+        .into_iter()
+        .map(|(key, range)| Blob {
+            key,
+            len: range.len(),
+        })
+        .collect()
+}

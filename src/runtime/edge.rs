@@ -1,0 +1,77 @@
+//! What every Worker request handler shares: the configuration, the client's rate limits,
+//! fresh job ids, and the refusal of forged tokens before any object is touched.
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::ids::{issue_job_id, issued_at};
+use crate::rate_limit::Bucket;
+use crate::runtime::http;
+use crate::runtime::rate_limiter::{self, Decision};
+use crate::time::Millis;
+use crate::token::{self, TokenSigner};
+use serde_json::json;
+use worker::Env;
+
+/// How long before the end of its guaranteed lifetime a job issued here is no longer assumed
+/// to exist, allowing for clock differences between machines.
+const EXISTENCE_MARGIN_MS: Millis = 60_000;
+
+/// What every handler needs besides the request.
+pub struct Ctx<'a> {
+    pub env: &'a Env,
+    pub config: &'a Config,
+    pub client_ip: Option<String>,
+}
+
+impl Ctx<'_> {
+    /// Counts the request against the client's per-minute limit for `bucket`: 429 when it is
+    /// used up. Called after validation, so only well-formed requests count, and a refused
+    /// request has no other effect.
+    pub async fn limit(&self, bucket: Bucket) -> Result<(), ApiError> {
+        match rate_limiter::acquire(self.env, self.client_ip.as_deref(), bucket).await {
+            Decision::Allowed => Ok(()),
+            Decision::Refused { retry_after_secs } => {
+                http::log("ratelimit.refused", json!({ "bucket": bucket.as_str() }));
+                Err(ApiError::rate_limited(retry_after_secs))
+            }
+        }
+    }
+
+    fn signing_key(&self) -> &[u8] {
+        self.config.token_signing_key.as_bytes()
+    }
+
+    pub fn fresh_job_id(&self) -> String {
+        let mut random = [0u8; 8];
+        // Workers always provide crypto.getRandomValues; without it nothing here could work.
+        let _ = getrandom::fill(&mut random);
+        issue_job_id(self.signing_key(), http::now(), random)
+    }
+
+    /// Refuses, without touching any object, a request for a job this server issued so
+    /// recently that it must still exist, when its token is missing or was never issued for
+    /// it. Every other request goes to the job's object, which answers 404 before 401 as
+    /// the contract orders.
+    pub fn edge_auth(&self, job_id: &str, token: Option<&str>) -> Result<(), ApiError> {
+        let Some(issued) = issued_at(self.signing_key(), job_id) else {
+            return Ok(());
+        };
+        let certain_until =
+            (issued + self.config.results_ttl_ms).saturating_sub(EXISTENCE_MARGIN_MS);
+        if http::now() >= certain_until {
+            return Ok(());
+        }
+        let refused = match token.filter(|t| !t.is_empty()) {
+            None => token::TokenError::Missing,
+            Some(t) if TokenSigner::new(self.signing_key()).is_authentic(job_id, t) => {
+                return Ok(())
+            }
+            Some(_) => token::TokenError::Wrong,
+        };
+        http::log(
+            "auth.refused_at_edge",
+            json!({ "jobId": job_id, "reason": refused.message() }),
+        );
+        Err(ApiError::auth(refused.message()))
+    }
+}
