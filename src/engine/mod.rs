@@ -132,6 +132,11 @@ pub struct Engine<H: Host> {
     /// The alarm time last set by this engine, to skip redundant `set_alarm` calls.
     armed: Cell<Option<Millis>>,
     nudge: Nudge,
+    /// A socket that never delivered a message was closed: its connection lingers until the
+    /// object resets.
+    lingering: Cell<bool>,
+    /// The alarm is awaiting a pipeline step.
+    in_step: Cell<bool>,
 }
 
 impl<H: Host> Engine<H> {
@@ -146,6 +151,8 @@ impl<H: Host> Engine<H> {
             io: IoCounters::default(),
             armed: Cell::new(None),
             nudge: Nudge::default(),
+            lingering: Cell::new(false),
+            in_step: Cell::new(false),
         }
     }
 

@@ -155,6 +155,7 @@ impl<H: Host> Engine<H> {
         self.armed.set(None);
         self.mem.borrow_mut().job = None;
         *self.pipeline.borrow_mut() = None;
+        self.release_lingering().await;
         Ok(())
     }
 }

@@ -204,6 +204,7 @@ impl<H: Host> Engine<H> {
         self.sync_alarm()
             .await
             .map_err(|e| self.internal("arming the alarm", e))?;
+        self.release_lingering().await;
         self.log_job("job.canceled", self.io.snapshot());
         Ok(())
     }

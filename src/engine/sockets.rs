@@ -47,12 +47,19 @@ impl<H: Host> Engine<H> {
             );
         }
         Ok(Admission {
-            tag: SocketTag { reconnect },
+            tag: SocketTag {
+                reconnect,
+                opened_at: self.now(),
+                heard_at: None,
+            },
             refusal,
         })
     }
 
     pub async fn on_message(&self, socket: &H::Socket, frame: ClientFrame<'_>) {
+        let mut tag = self.host.tag(socket);
+        tag.heard_at = Some(self.now());
+        self.host.set_tag(socket, &tag);
         let parsed = match frame {
             ClientFrame::Text(text) => parse_client_text(text),
             ClientFrame::Binary(len) => Err(classify_client_binary(len)),
@@ -69,11 +76,13 @@ impl<H: Host> Engine<H> {
             Ok(ClientMessage::Ping) => self.host.send(socket, protocol::PONG_TEXT),
             Err(violation) => self.refuse_message(socket, &violation),
         }
+        self.release_lingering().await;
     }
 
     /// Completes the closing handshake a client started, echoing its code unless it is one
     /// that must never be sent on the wire.
     pub fn on_close(&self, socket: &H::Socket, code: u16) {
+        self.log_job("socket.closed", json!({ "code": code }));
         let code = Some(code)
             .filter(|c| is_sendable_close_code(*c))
             .unwrap_or(1000);
@@ -90,7 +99,51 @@ impl<H: Host> Engine<H> {
             "socket.violation",
             json!({ "close": code.code(), "reason": violation.reason() }),
         );
-        self.host.close(socket, code.code(), &violation.reason());
+        self.close(socket, code.code(), &violation.reason());
+    }
+
+    /// Whether the client has ever been heard from: a message the object saw, or a ping the
+    /// runtime answered.
+    fn ever_heard(&self, socket: &H::Socket) -> bool {
+        self.host.tag(socket).heard_at.is_some() || self.host.auto_response_at(socket).is_some()
+    }
+
+    /// Closes one socket. A socket that never delivered a message keeps its connection after
+    /// the closing handshake until the object resets (see [`Host::reset_when_idle`]), which
+    /// [`Self::release_lingering`] asks for once the job no longer needs the object's memory.
+    fn close(&self, socket: &H::Socket, code: u16, reason: &str) {
+        if !self.ever_heard(socket) {
+            self.lingering.set(true);
+        }
+        self.host
+            .close(socket, code, protocol::close_reason(reason));
+    }
+
+    /// At the end of an event that closed sockets: if a silent socket's connection lingers,
+    /// let the object reset once idle, so the runtime ends those connections at once. Nothing
+    /// may be lost by the reset: a running job first stores its held progress, and while a
+    /// step is in flight this waits for the end of the alarm.
+    pub(super) async fn release_lingering(&self) {
+        if !self.lingering.get() {
+            return;
+        }
+        let (running, dirty) = self
+            .with_job(|job| {
+                (
+                    job.record.state.status == Status::Running,
+                    job.record.throttle.is_dirty(),
+                )
+            })
+            .unwrap_or((false, false));
+        if running && self.in_step.get() {
+            return;
+        }
+        if running && dirty && self.checkpoint("release").await.is_err() {
+            return;
+        }
+        self.lingering.set(false);
+        self.log_job("socket.release_lingering", json!({}));
+        self.host.reset_when_idle();
     }
 
     async fn on_ready(&self, socket: &H::Socket) {
@@ -156,8 +209,7 @@ impl<H: Host> Engine<H> {
 
     pub(super) fn close_all(&self, code: CloseCode, reason: &str) {
         for socket in self.host.sockets() {
-            self.host
-                .close(&socket, code.code(), protocol::close_reason(reason));
+            self.close(&socket, code.code(), reason);
         }
     }
 
@@ -172,7 +224,7 @@ impl<H: Host> Engine<H> {
         if let Some(message) = message {
             self.send_to(socket, &message);
         }
-        self.host.close(socket, code.code(), code.reason());
+        self.close(socket, code.code(), code.reason());
     }
 
     /// Tells every socket how the job ended and closes it.

@@ -56,7 +56,9 @@ impl<H: Host> Engine<H> {
             }
         }
         // Last, so that a failure above leaves the alarm to the platform's retries.
-        self.sync_alarm().await
+        self.sync_alarm().await?;
+        self.release_lingering().await;
+        Ok(())
     }
 
     fn run_token_expiry(&self, now: Millis) {
@@ -181,6 +183,16 @@ impl<H: Host> Engine<H> {
         &self,
         mut step: LocalBoxFuture<'_, StepResult>,
     ) -> Result<Option<StepResult>, StorageError> {
+        self.in_step.set(true);
+        let outcome = self.race_step(&mut step).await;
+        self.in_step.set(false);
+        outcome
+    }
+
+    async fn race_step(
+        &self,
+        step: &mut LocalBoxFuture<'_, StepResult>,
+    ) -> Result<Option<StepResult>, StorageError> {
         loop {
             let seen = self.nudge.generation.get();
             let deadline = self
@@ -193,7 +205,7 @@ impl<H: Host> Engine<H> {
                 }
             };
             let interrupt = select(Box::pin(timer), Box::pin(self.nudge.after(seen)));
-            match select(&mut step, interrupt).await {
+            match select(&mut *step, interrupt).await {
                 Either::Left((outcome, _)) => return Ok(Some(outcome)),
                 Either::Right(_) => {
                     if !self.run_due_during_step().await? {

@@ -488,3 +488,53 @@ fn storage_written_by_the_engine_reads_back_as_it_was() {
     assert_eq!(status(&sim).as_deref(), Some("queued"));
     assert!(sim.host.now() >= T0);
 }
+
+#[test]
+fn closing_a_silent_socket_asks_for_a_reset_once_nothing_is_held_in_memory() {
+    // (what happens, whether the socket spoke first, resets wanted)
+    type Act = fn(&mut Sim, &str);
+    let cancel: Act = |sim, token| {
+        let token = token.to_string();
+        sim.request(|e| async move { e.cancel_request(Some(&token)).await })
+            .unwrap();
+    };
+    let finish: Act = |sim, _| {
+        run_to_end(sim, sim.now() + 60_000);
+    };
+    let table: &[(&str, Act, bool, u32)] = &[
+        ("cancel, silent", cancel, false, 1),
+        ("cancel, spoke", cancel, true, 0),
+        ("complete, silent", finish, false, 1),
+        ("complete, spoke", finish, true, 0),
+    ];
+    for (name, act, spoke, resets) in table {
+        let mut sim = Sim::new(config(&[("READY_TIMEOUT_SECS", "1")]), T0);
+        let token = synthetic_job(&mut sim, 3);
+        let socket = open(&sim);
+        if *spoke {
+            socket.auto_response_at.set(Some(T0));
+        }
+        act(&mut sim, &token);
+        assert!(socket.close_code().is_some(), "{name}");
+        assert_eq!(sim.host.resets(), *resets, "{name}");
+    }
+}
+
+#[test]
+fn a_running_job_stores_its_progress_before_a_reset_and_never_resets_mid_step() {
+    let mut sim = Sim::new(config(&[("TOKEN_TTL_SECS", "8")]), T0);
+    sim.host.script(|_| Scripted::After(20_000, gemini_ok()));
+    scan_job(&mut sim, 1);
+    let talker = open(&sim);
+    let silent = open(&sim);
+    say(&mut sim, &talker, r#"{"type":"ready"}"#);
+    sim.run_until(T0 + 8_000);
+    assert_eq!(silent.close_code(), Some(1008));
+    assert_eq!(
+        sim.host.resets(),
+        0,
+        "not while the Gemini call is in flight"
+    );
+    run_to_end(&mut sim, T0 + 60_000);
+    assert_eq!(sim.host.resets(), 1, "once the step is over");
+}

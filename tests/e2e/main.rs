@@ -16,4 +16,5 @@ mod hostile;
 mod load;
 mod scan;
 mod security;
+mod silent;
 mod timing;
