@@ -36,6 +36,8 @@ pub struct Config {
     /// Deadlines of one provider call (contract 9.6): past them a call is a retryable failure.
     pub gemini_timeout_ms: Millis,
     pub books_api_timeout_ms: Millis,
+    /// A socket silent this long may be closed (4000) to make room for a new one (9.4).
+    pub socket_idle_ms: Millis,
     /// The least important log lines written (`LOG_LEVEL`, default `info`).
     pub log_level: Level,
     /// Values that could not be parsed and fell back to their default, for a log line.
@@ -71,6 +73,7 @@ impl Config {
         let retry_base = number("TASK_RETRY_BASE_MS", 1_000, 1, 600_000);
         let gemini_timeout = number("GEMINI_TIMEOUT_SECS", 60, 1, 600);
         let books_timeout = number("BOOKS_API_TIMEOUT_SECS", 10, 1, 600);
+        let socket_idle = number("SOCKET_IDLE_SECS", 120, 1, 86_400);
 
         let threshold = match text("SCAN_CONFIDENCE_THRESHOLD") {
             None => 0.7,
@@ -130,6 +133,7 @@ impl Config {
             task_retry_base_ms: retry_base,
             gemini_timeout_ms: gemini_timeout * SECOND_MS,
             books_api_timeout_ms: books_timeout * SECOND_MS,
+            socket_idle_ms: socket_idle * SECOND_MS,
             log_level,
             warnings,
         }
@@ -175,6 +179,7 @@ mod tests {
         assert!(c.gemini_api_key.is_none());
         assert_eq!(c.gemini_timeout_ms, 60_000);
         assert_eq!(c.books_api_timeout_ms, 10_000);
+        assert_eq!(c.socket_idle_ms, 120_000);
         assert!(!c.enable_test_routes);
         assert!(c.signing_key_is_default);
         assert_eq!(c.log_level, Level::Info);

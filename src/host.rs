@@ -239,6 +239,15 @@ pub struct SocketTag {
     /// are not seen; see [`Host::auto_response_at`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heard_at: Option<Millis>,
+    /// The `since` of the upgrade: the client saw every message up to this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<u64>,
+    /// Which token opened the socket (the start of its hash) and when that token expires:
+    /// the socket's rights end with that token, even after a refresh.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub token: String,
+    #[serde(default)]
+    pub token_expires_at: Millis,
 }
 
 /// The machine a job runs on: clock, storage, provider calls, timers, sockets and logs.

@@ -10,6 +10,7 @@ use crate::error::ErrorCode;
 use crate::host::{Answer, Batch, CallError, Outbound, StorageError, Stored, Values};
 use crate::job::throttle::{PersistPolicy, SOCKET_MIN_INTERVAL_MS};
 use crate::job::{JobError, Pipeline as Kind};
+use crate::protocol::ServerMessage;
 use crate::time::Millis;
 use serde_json::Value;
 
@@ -144,6 +145,10 @@ pub trait Ctx<W> {
     async fn progress(&self, processed: u64, item: Option<String>) -> Result<(), StorageError>;
     /// Persists the core, the progress record and the buffered results now.
     async fn checkpoint(&self, reason: &str) -> Result<(), StorageError>;
+    /// Reports one finished item (`item_result`) at once, and keeps it for replay; it is
+    /// stored with the next checkpoint, which must also store the item's result. `position`
+    /// is the item's place in the job's input, as [`Pipeline::item_message`] takes it.
+    fn item_result(&self, position: u64, message: ServerMessage);
 }
 
 /// One kind of job. Implementations hold only caches that can be rebuilt from storage; what
@@ -170,6 +175,17 @@ pub trait Pipeline {
     /// Moves the results buffered since the last checkpoint into the checkpoint's write,
     /// updating `work` (e.g. a slice counter) in the same write.
     fn drain_pending(&self, work: &mut Self::Work, batch: &mut Batch);
+
+    /// The `item_result` of the item at `position`, rebuilt from stored results to replay it
+    /// to a client that missed it; `None` for pipelines without items.
+    async fn item_message(
+        &self,
+        ctx: &impl Ctx<Self::Work>,
+        position: u64,
+    ) -> Result<Option<ServerMessage>, StorageError> {
+        let _ = (ctx, position);
+        Ok(None)
+    }
 
     /// When progress is persisted.
     fn persist_policy(&self, work: &Self::Work, kind: Kind) -> PersistPolicy {

@@ -4,7 +4,8 @@
 //! [`Host`] the object implements; tests run it in memory with a virtual clock
 //! (`testing`). Its parts, one concern each:
 //! - `requests`: creation, state, token refresh, cancel, results;
-//! - `sockets`: admitting sockets, client messages, broadcasting;
+//! - `sockets`: admitting sockets, client messages, closes;
+//! - `stream`: numbered messages out, the kept events and their replay;
 //! - `tasks`: the alarm, which runs the schedule's due tasks and races a step against them;
 //! - `progress`: progress reports, checkpoints and endings;
 //! - `dispatch`: the pipeline a job runs, and the context its steps see.
@@ -16,6 +17,7 @@ mod dispatch;
 mod progress;
 mod requests;
 mod sockets;
+mod stream;
 mod tasks;
 
 // The engine's tests run natively, with an in-memory host and a virtual clock.
@@ -68,6 +70,8 @@ struct Memory {
     /// pretending the job does not exist.
     corrupt: Option<String>,
     coalescer: SocketCoalescer,
+    /// The number of the last `job_progress` broadcast, replayed as the latest progress.
+    last_progress_seq: Option<u64>,
 }
 
 /// Storage operations made by this engine since it was built, for logs and benchmarks.

@@ -89,6 +89,7 @@ impl<H: Host> Engine<H> {
             if let Some(pipelines) = &pipelines {
                 pipelines.drain_pending(&mut job.work, &mut batch);
             }
+            job.record.stream.reserve();
             batch
                 .json(keys::CORE, &job.record)
                 .json(keys::WORK, &job.work);
@@ -137,8 +138,9 @@ impl<H: Host> Engine<H> {
     /// Persists an ended job, then tells every socket how it ended and closes it, then lets
     /// the pipeline drop the inputs it no longer needs.
     async fn finish(&self) -> Result<(), StorageError> {
+        let ending = self.stamp_final();
         self.checkpoint("end").await?;
-        self.broadcast_final();
+        self.tell_the_end(ending);
         let Some(pipelines) = self.pipelines() else {
             return Ok(());
         };

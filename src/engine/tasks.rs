@@ -14,9 +14,10 @@ use super::dispatch::with_pipeline;
 use super::Engine;
 use crate::host::{Host, StorageError};
 use crate::job::schedule::{RetryOutcome, TaskKind};
+use crate::job::stream::EventKind;
 use crate::job::{JobError, Status};
 use crate::pipeline::{Attempt, Pipeline, StepFailure, StepOutcome};
-use crate::protocol::{CloseCode, ServerMessage};
+use crate::protocol::ServerMessage;
 use crate::time::Millis;
 use futures::future::{select, Either, LocalBoxFuture};
 use serde_json::json;
@@ -61,13 +62,25 @@ impl<H: Host> Engine<H> {
         Ok(())
     }
 
+    /// Closes 1008 every socket whose token has expired: the job's token, or an older one a
+    /// socket was opened with before a refresh; then waits for the next expiry.
     fn run_token_expiry(&self, now: Millis) {
-        if self
+        let closed = self.close_expired_sockets(now);
+        let expired = self
             .with_job(|job| job.record.token_expired(now))
-            .unwrap_or(false)
-        {
-            self.close_all(CloseCode::TokenExpired, CloseCode::TokenExpired.reason());
-            self.log_job("token.expired", json!({}));
+            .unwrap_or(false);
+        if let Some(at) = self.next_socket_expiry(now) {
+            self.with_job(|job| {
+                job.record
+                    .schedule
+                    .set_no_later_than(TaskKind::TokenExpiry, at)
+            });
+        }
+        if expired || closed > 0 {
+            self.log_job(
+                "token.expired",
+                json!({ "current": expired, "socketsClosed": closed }),
+            );
         }
     }
 
@@ -103,11 +116,17 @@ impl<H: Host> Engine<H> {
         {
             return Ok(());
         }
+        let started = self.stamp_kept(
+            &ServerMessage::JobStarted {
+                total_count: total,
+                estimated_duration_ms: None,
+            },
+            EventKind::Started,
+        );
         self.checkpoint("start").await?;
-        self.broadcast(&ServerMessage::JobStarted {
-            total_count: total,
-            estimated_duration_ms: None,
-        });
+        if let Some(text) = started {
+            self.send_all(&text);
+        }
         self.log_job("job.started", json!({ "totalCount": total }));
         Ok(())
     }

@@ -107,11 +107,12 @@ async fn dispatch(ctx: &Ctx<'_>, route: Route, mut req: Request) -> Result<Respo
             let raw = http::read_body_limited(&mut req, SMALL_JSON_BODY_BYTES).await?;
             let body: Body = json_body::parse(&raw)?;
             let job_id = require_job_id(body.job_id.as_deref().unwrap_or(""))?;
-            ctx.edge_auth(&job_id, body.old_token.as_deref())?;
-            let old_token = body
-                .old_token
-                .filter(|t| !t.is_empty())
-                .ok_or_else(|| ApiError::auth("missing oldToken"))?;
+            // A refresh names the token it replaces (contract 9.6: 400 without it).
+            let old_token = body.old_token.filter(|t| !t.is_empty()).ok_or_else(|| {
+                ApiError::invalid("oldToken is required: the token this refresh replaces")
+                    .with_details(json!({ "field": "oldToken" }))
+            })?;
+            ctx.edge_auth(&job_id, Some(&old_token))?;
             ctx.limit(Bucket::Refresh).await?;
             let forwarded =
                 serde_json::to_vec(&json!({ "oldToken": old_token })).unwrap_or_default();

@@ -14,6 +14,7 @@ mod enrich;
 mod faults;
 mod hostile;
 mod load;
+mod resume;
 mod scan;
 mod security;
 mod silent;

@@ -16,6 +16,7 @@ const FRAME_WITHIN: Duration = Duration::from_secs(1);
 /// Generous against the 10 s of an eviction, tight against a client's patience.
 const CONNECTION_ENDS_WITHIN: Duration = Duration::from_secs(2);
 const TOKEN_TTL_SECS: u64 = 8;
+const SOCKET_IDLE_SECS: u64 = 2;
 
 /// Jobs here start a second after creation without any client saying `ready`.
 async fn worker() -> &'static Worker {
@@ -25,7 +26,8 @@ async fn worker() -> &'static Worker {
             Worker::start(
                 test_options()
                     .var("READY_TIMEOUT_SECS", 1)
-                    .var("TOKEN_TTL_SECS", TOKEN_TTL_SECS),
+                    .var("TOKEN_TTL_SECS", TOKEN_TTL_SECS)
+                    .var("SOCKET_IDLE_SECS", SOCKET_IDLE_SECS),
             )
         })
         .await
@@ -116,4 +118,33 @@ async fn token_expiry_closes_silent_sockets_1008() {
         "token expiry",
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_socket_silent_past_the_idle_time_makes_room_4000() {
+    let w = worker().await;
+    let job = synthetic(w, json!({ "items": 5, "chunkDelayMs": 60000 })).await;
+    let mut eight = Vec::new();
+    for _ in 0..8 {
+        eight.push(Socket::connect(w, &job).await);
+    }
+    server_time_passes(w, SOCKET_IDLE_SECS * 1_000 + 200).await;
+    let mut ninth = Socket::connect(w, &job).await;
+    ninth.ready().await;
+    assert_eq!(
+        ninth.until("ready_ack").await["type"],
+        "ready_ack",
+        "the new socket is kept"
+    );
+    let mut replaced = 0;
+    for ws in &mut eight {
+        // Exactly one has been closed; the others are still open (the job's own messages
+        // come and go, no close frame).
+        let closed = tokio::time::timeout(Duration::from_millis(300), ws.until_closed()).await;
+        if let Ok(closed) = closed {
+            assert_eq!(closed.code, 4000, "{closed:?}");
+            replaced += 1;
+        }
+    }
+    assert_eq!(replaced, 1, "one silent socket made room");
 }

@@ -7,6 +7,7 @@ use crate::host::{Batch, Outbound, StorageError};
 use crate::job::JobError;
 use crate::keys;
 use crate::pipeline::{Attempt, Ctx, Pipeline, Provider, StepFailure, StepOutcome};
+use crate::protocol::ServerMessage;
 use crate::time::{retry_after_ms, Millis};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -214,6 +215,7 @@ impl Pipeline for Enrichment {
             let finished = ctx
                 .with_work(|w| w.record(index, looked.verdict))
                 .unwrap_or(0);
+            ctx.item_result(index as u64, item_message(index, &looked.outcome));
             ctx.progress(
                 finished as u64,
                 Some(format!("Enriched {finished} of {}", work.books)),
@@ -269,6 +271,30 @@ impl Pipeline for Enrichment {
 
     fn drain_pending(&self, _work: &mut EnrichWork, batch: &mut Batch) {
         batch.append(std::mem::take(&mut *self.pending.borrow_mut()));
+    }
+
+    async fn item_message(
+        &self,
+        ctx: &impl Ctx<EnrichWork>,
+        position: u64,
+    ) -> Result<Option<ServerMessage>, StorageError> {
+        let key = keys::enrich_result(position as usize);
+        let stored = ctx.read(std::slice::from_ref(&key)).await?;
+        Ok(match stored.json::<BookOutcome>(&key) {
+            Some(Ok(outcome)) => Some(item_message(position as usize, &outcome)),
+            _ => None,
+        })
+    }
+}
+
+/// The `item_result` of one book: its results entry.
+fn item_message(index: usize, outcome: &BookOutcome) -> ServerMessage {
+    ServerMessage::ItemResult {
+        index: index as u64,
+        success: outcome.success,
+        book: serde_json::to_value(outcome).ok(),
+        books: None,
+        error: outcome.error.clone(),
     }
 }
 

@@ -8,6 +8,7 @@ use crate::host::{Batch, Outbound, StorageError};
 use crate::job::JobError;
 use crate::keys;
 use crate::pipeline::{read_slices, Attempt, Ctx, Pipeline, Provider, StepFailure, StepOutcome};
+use crate::protocol::ServerMessage;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::cell::RefCell;
@@ -182,6 +183,7 @@ impl Pipeline for ShelfScan {
                     p.record.books_found = found;
                     p.record.error = None;
                 });
+                ctx.item_result(position as u64, item_message(&photo.record, Ok(&books)));
                 self.pending
                     .borrow_mut()
                     .json(&keys::scan_result(position), &books);
@@ -198,6 +200,10 @@ impl Pipeline for ShelfScan {
                 ctx.log(
                     "photo.failed",
                     json!({ "photo": position, "error": failure.message }),
+                );
+                ctx.item_result(
+                    position as u64,
+                    item_message(&photo.record, Err(&failure.message)),
                 );
                 update_photo(ctx, position, |p| {
                     p.record.status = PhotoStatus::Failed;
@@ -270,6 +276,45 @@ impl Pipeline for ShelfScan {
 
     fn drain_pending(&self, _work: &mut ScanWork, batch: &mut Batch) {
         batch.append(std::mem::take(&mut *self.pending.borrow_mut()));
+    }
+
+    async fn item_message(
+        &self,
+        ctx: &impl Ctx<ScanWork>,
+        position: u64,
+    ) -> Result<Option<ServerMessage>, StorageError> {
+        let position = position as usize;
+        let Some(Some(photo)) = ctx.with_work(|w| w.photos.get(position).cloned()) else {
+            return Ok(None);
+        };
+        match (photo.record.status, &photo.record.error) {
+            (PhotoStatus::Failed, Some(error)) => Ok(Some(item_message(&photo.record, Err(error)))),
+            (PhotoStatus::Done, _) => {
+                let key = keys::scan_result(position);
+                let stored = ctx.read(std::slice::from_ref(&key)).await?;
+                let books = stored
+                    .json::<Vec<ScanBook>>(&key)
+                    .and_then(Result::ok)
+                    .unwrap_or_default();
+                Ok(Some(item_message(&photo.record, Ok(&books))))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+/// The `item_result` of one photo: the books found on it, or why none could be.
+fn item_message(photo: &PhotoRecord, outcome: Result<&[ScanBook], &str>) -> ServerMessage {
+    let (success, books, error) = match outcome {
+        Ok(books) => (true, serde_json::to_value(books).ok(), None),
+        Err(error) => (false, None, Some(error.to_string())),
+    };
+    ServerMessage::ItemResult {
+        index: u64::from(photo.index),
+        success,
+        book: None,
+        books,
+        error,
     }
 }
 

@@ -144,7 +144,7 @@ impl JobObject {
             ));
         }
         let query = UpgradeQuery::from_pairs(&http::query_pairs(req)?)?;
-        let admission = self.engine.admit(query.token.as_deref(), query.reconnect)?;
+        let admission = self.engine.admit(&query)?;
         let pair = WebSocketPair::new().map_err(|e| http::internal("creating a socket pair", e))?;
         match admission.refusal {
             // Accepted without hibernation: the runtime keeps a closed hibernatable socket's

@@ -359,6 +359,12 @@ impl Socket {
         }
     }
 
+    /// Drops the connection without a close frame, as a phone that loses its network does;
+    /// returns what the socket had received.
+    pub fn vanish(self) -> Vec<Value> {
+        self.received
+    }
+
     pub fn kinds(&self) -> Vec<String> {
         self.received
             .iter()
