@@ -32,7 +32,8 @@
 //! - [`time`], [`base64`]: small helpers that would not justify a crate.
 //!
 //! Glue:
-//! - [`runtime`]: the Worker entry point, HTTP helpers and the Durable Object classes.
+//! - [`runtime`]: the Worker entry point, HTTP helpers, the Durable Object classes, and the
+//!   job console page (`console/`, embedded at build time, served at `/` when enabled).
 
 /// A test fixture under `tests/fixtures/<dir>/<name>`, compiled into the test binary.
 #[cfg(test)]

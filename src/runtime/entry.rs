@@ -19,10 +19,10 @@ use crate::pipelines::synthetic;
 use crate::pipelines::work::{CsvWork, EnrichWork, ScanPhoto, ScanWork, Work};
 use crate::rate_limit::Bucket;
 use crate::routes::{self, Resolved, Route};
-use crate::runtime::http;
 use crate::runtime::job_object::stub_for;
 use crate::runtime::pipelines::{CSV_INPUT_PREFIX, ENRICH_INPUT_KEY};
 use crate::runtime::rate_limiter::{self, Decision};
+use crate::runtime::{console, http};
 use crate::time::Millis;
 use crate::token::{self, TokenSigner};
 use serde::Deserialize;
@@ -49,6 +49,7 @@ pub async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
             req.method().as_ref(),
             &req.path(),
             config.enable_test_routes,
+            config.console_enabled,
         )
     });
     let response = match resolved {
@@ -290,6 +291,7 @@ async fn dispatch(ctx: &Ctx<'_>, route: Route, mut req: Request) -> Result<Respo
             forward(env, &job_id, Method::Get, &path, &req, None).await
         }
         Route::ProgressSocket => upgrade(ctx, req).await,
+        Route::Console(asset) => Ok(console::response(asset)),
     }
 }
 
