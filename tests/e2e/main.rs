@@ -7,6 +7,7 @@
 mod support;
 
 mod basics;
+mod console;
 mod core;
 mod csv;
 mod enrich;
