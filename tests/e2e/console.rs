@@ -1,6 +1,8 @@
 //! The job console: unknown (404) unless `CONSOLE_ENABLED` is on; with it, the page and its
 //! two files under a strict policy, and the page driven in headless Chromium
 //! (tests/browser/console.mjs) through an import, an enrichment, a dropped socket and a cancel.
+//! Until the worker speaks protocol v2, a stand-in plays v2 to the same page
+//! (tests/browser/console-v2.mjs).
 
 use crate::support::providers::Providers;
 use crate::support::*;
@@ -79,6 +81,32 @@ async fn the_console_files_are_served_under_a_strict_policy() {
     assert_eq!(a.header("allow"), Some("GET, OPTIONS"));
 }
 
+/// Runs a browser test script with its spec: its output, as an error when it failed.
+async fn run_browser_script(script: &str, spec: &Value) -> Result<String, String> {
+    let started = Instant::now();
+    let run = tokio::process::Command::new(wrangler::node_bin())
+        .arg(script)
+        .arg(spec.to_string())
+        .current_dir(wrangler::repo_root())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(240), run)
+        .await
+        .unwrap_or_else(|_| panic!("{script} did not finish within 240 s"))
+        .unwrap_or_else(|e| panic!("running {script}: {e}"));
+    let output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{output}{script}: {:?}", started.elapsed());
+    if out.status.success() {
+        Ok(output)
+    } else {
+        Err(format!("{script} failed ({}):\n{output}", out.status))
+    }
+}
+
 #[tokio::test]
 async fn a_browser_imports_enriches_resyncs_and_cancels_through_the_console() {
     let w = console_worker().await;
@@ -100,28 +128,22 @@ async fn a_browser_imports_enriches_resyncs_and_cancels_through_the_console() {
         "watch": { "jobId": long.job_id, "token": long.token },
         "screenshot": screenshot,
     });
-    let started = Instant::now();
-    let run = tokio::process::Command::new(wrangler::node_bin())
-        .arg("tests/browser/console.mjs")
-        .arg(spec.to_string())
-        .current_dir(&root)
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(240), run)
-        .await
-        .expect("the browser test did not finish within 240 s")
-        .expect("running node tests/browser/console.mjs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}{stderr}browser test: {:?}", started.elapsed());
-    assert!(
-        out.status.success(),
-        "the browser test failed ({}):\n{stdout}\n{stderr}\nworker log:\n{}",
-        out.status,
-        w.log_tail(40)
-    );
+    if let Err(failure) = run_browser_script("tests/browser/console.mjs", &spec).await {
+        panic!("{failure}\nworker log:\n{}", w.log_tail(40));
+    }
     let png = std::fs::read(&screenshot).expect("the screenshot");
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
     // The page's cancel reached the job.
     assert_eq!(job_state(w, &long).await["status"], "canceled");
+}
+
+#[tokio::test]
+async fn the_console_follows_protocol_v2_seq_resume_item_results_and_cursors() {
+    let spec = json!({
+        "csp": bookstrack_jobs::runtime::console::CONTENT_SECURITY_POLICY,
+        "screenshot": wrangler::repo_root().join("target/e2e/console-v2.png"),
+    });
+    if let Err(failure) = run_browser_script("tests/browser/console-v2.mjs", &spec).await {
+        panic!("{failure}");
+    }
 }
