@@ -1,9 +1,9 @@
 // The browser test of the job console, driven by tests/e2e/console.rs against a real worker
 // under `wrangler dev`. Usage: node tests/browser/console.mjs '<spec JSON>' where the spec is
-//   { base, csv: { path, books }, enrich?: { text, books }, watch: { jobId, token },
-//     screenshot }
+//   { base, csv: { path, books }, enrich?: { text, books }, scan?: { photos: [path] },
+//     watch: { jobId, token }, screenshot }
 // It drops the CSV on the page and waits for the bar to reach 100% and the results table to
-// fill; runs an enrichment when asked; watches a long job created elsewhere, drops its socket
+// fill; runs an enrichment and a shelf scan when asked; watches a long job created elsewhere, drops its socket
 // and sees the page reconnect and resync, then cancels it; checks that tokens stayed out of
 // the URL, the DOM and browser storage, that the page logged no error (CSP refusals
 // included) and made no request outside the worker; and saves a screenshot.
@@ -124,6 +124,18 @@ try {
     const covers = await page.$$eval(`${enrich} a.cover`, (links) => links.map((a) => a.href));
     check(covers.every((href) => href.startsWith("https://")), `cover links ${covers}`);
     say(`enrichment complete: ${spec.enrich.books} rows, ${covers.length} cover links (not loaded)`);
+  }
+
+  // 3b. A shelf scan of the photos chosen in the file picker, when the worker has a Gemini.
+  if (spec.scan) {
+    const picker = await page.$("#scan-files");
+    await picker.uploadFile(...spec.scan.photos);
+    const scan = await submit(page, "#scan-form");
+    await until(page, "the scan to complete", (sel) => document.querySelector(sel)?.dataset.status === "complete", scan);
+    await until(page, "the scan's books", (sel) => document.querySelectorAll(`${sel} .results-table tbody tr`).length > 0, scan);
+    const note = await page.$eval(`${scan} .results-note`, (e) => e.textContent);
+    check(note.includes("detected"), `scan results note: ${note}`);
+    say(`scan of ${spec.scan.photos.length} photos complete: ${note}`);
   }
 
   // 4. A long job created elsewhere: watch it, drop the socket, see it resync, cancel it.

@@ -1,10 +1,11 @@
 //! The job console: unknown (404) unless `CONSOLE_ENABLED` is on; with it, the page and its
 //! two files under a strict policy, and the page driven in headless Chromium
-//! (tests/browser/console.mjs) through an import, an enrichment, a dropped socket and a cancel.
+//! (tests/browser/console.mjs) through an import, an enrichment, a scan, a dropped socket and
+//! a cancel.
 //! Until the worker speaks protocol v2, a stand-in plays v2 to the same page
 //! (tests/browser/console-v2.mjs).
 
-use crate::support::providers::Providers;
+use crate::support::providers::{self, Providers};
 use crate::support::*;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -108,7 +109,7 @@ async fn run_browser_script(script: &str, spec: &Value) -> Result<String, String
 }
 
 #[tokio::test]
-async fn a_browser_imports_enriches_resyncs_and_cancels_through_the_console() {
+async fn a_browser_imports_enriches_scans_resyncs_and_cancels_through_the_console() {
     let w = console_worker().await;
     let root = wrangler::repo_root();
     let csv = root.join("tests/fixtures/csv/goodreads.csv");
@@ -119,12 +120,22 @@ async fn a_browser_imports_enriches_resyncs_and_cancels_through_the_console() {
     // The long job the page watches and cancels: 1,000 items, 100 ms apart. The page itself
     // only starts real jobs; this one is created here and given to the page by id and token.
     let long = synthetic(w, json!({ "items": 1000, "chunkDelayMs": 100 })).await;
+    // Two shelf photos the fake Gemini answers with books (a marker in the bytes says how).
+    let photos: Vec<_> = ["fenced", "bare"]
+        .iter()
+        .map(|scenario| {
+            let path = root.join(format!("target/e2e/console-shelf-{scenario}.jpg"));
+            std::fs::write(&path, providers::image("jpeg", scenario)).unwrap();
+            path
+        })
+        .collect();
     let screenshot = root.join("target/e2e/console.png");
     let _ = std::fs::remove_file(&screenshot);
     let spec = json!({
         "base": w.base,
         "csv": { "path": csv, "books": expected["books"].as_array().unwrap().len() },
         "enrich": { "text": ENRICH_TEXT, "books": 3 },
+        "scan": { "photos": photos },
         "watch": { "jobId": long.job_id, "token": long.token },
         "screenshot": screenshot,
     });
