@@ -218,6 +218,7 @@ class Job {
     this.pingTimer = null;
     this.final = false;
     this.gone = false; // forgotten by the user
+    this.resultsUrl = null; // set once the results are asked for
     this.rows = [];
     this.cursor = null;
     this.page = 0;
@@ -327,16 +328,15 @@ class Job {
     this.update();
   }
 
+  /** The end of a completed job, from `job_complete` or a snapshot (a v1 reconnect to an
+   * ended job sends both): the summary when given, and the results, asked for once. */
   completed(summary, resultsUrl) {
-    const first = !this.final;
     this.progress = 1;
     if (this.total !== null) this.processed = this.total;
     this.ended("complete");
     if (summary) this.showSummary(summary);
-    if (first || this.rows.length === 0) {
-      const url = resultsUrl ?? (RESULTS_SEGMENT[this.pipeline] && `/v1/${RESULTS_SEGMENT[this.pipeline]}/results/${this.id}`);
-      if (url) this.loadResults(url);
-    }
+    const url = resultsUrl ?? (RESULTS_SEGMENT[this.pipeline] && `/v1/${RESULTS_SEGMENT[this.pipeline]}/results/${this.id}`);
+    if (url && !this.resultsUrl) this.loadResults(url);
   }
 
   failed(error) {
