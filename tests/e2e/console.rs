@@ -83,7 +83,12 @@ async fn the_console_files_are_served_under_a_strict_policy() {
 }
 
 /// Runs a browser test script with its spec: its output, as an error when it failed.
+///
+/// One browser at a time: a Chromium is busy for a few seconds, the machine has two cores,
+/// and other end-to-end tests running meanwhile measure timing.
 async fn run_browser_script(script: &str, spec: &Value) -> Result<String, String> {
+    static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _turn = ONE_BROWSER.lock().await;
     let started = Instant::now();
     let run = tokio::process::Command::new(wrangler::node_bin())
         .arg(script)
