@@ -31,6 +31,9 @@ pub struct Config {
     pub signing_key_is_default: bool,
     /// Exposes `POST /api/test/jobs` (synthetic jobs) for the test suite and benchmarks.
     pub enable_test_routes: bool,
+    /// Serves the job console page at `/` (`CONSOLE_ENABLED`, default off; `npm run dev` turns
+    /// it on). Off, `/` and the console's assets are unknown paths (404).
+    pub console_enabled: bool,
     /// First retry delay of a failing task; doubled per attempt.
     pub task_retry_base_ms: Millis,
     /// Deadlines of one provider call (contract 9.6): past them a call is a retryable failure.
@@ -126,10 +129,8 @@ impl Config {
             google_books_api_key: text("GOOGLE_BOOKS_API_KEY"),
             signing_key_is_default: signing.is_none(),
             token_signing_key: signing.unwrap_or_else(|| DEVELOPMENT_SIGNING_KEY.to_string()),
-            enable_test_routes: matches!(
-                text("ENABLE_TEST_ROUTES").as_deref(),
-                Some("1" | "true" | "yes" | "on")
-            ),
+            enable_test_routes: flag(text("ENABLE_TEST_ROUTES")),
+            console_enabled: flag(text("CONSOLE_ENABLED")),
             task_retry_base_ms: retry_base,
             gemini_timeout_ms: gemini_timeout * SECOND_MS,
             books_api_timeout_ms: books_timeout * SECOND_MS,
@@ -149,6 +150,11 @@ impl Config {
                 .map(str::to_string),
         }
     }
+}
+
+/// An on/off variable: on when `1`, `true`, `yes` or `on`, off otherwise and when unset.
+fn flag(value: Option<String>) -> bool {
+    matches!(value.as_deref(), Some("1" | "true" | "yes" | "on"))
 }
 
 #[cfg(test)]
@@ -181,6 +187,7 @@ mod tests {
         assert_eq!(c.books_api_timeout_ms, 10_000);
         assert_eq!(c.socket_idle_ms, 120_000);
         assert!(!c.enable_test_routes);
+        assert!(!c.console_enabled);
         assert!(c.signing_key_is_default);
         assert_eq!(c.log_level, Level::Info);
         assert!(c.warnings.is_empty());
@@ -196,6 +203,7 @@ mod tests {
             ("GEMINI_API_BASE", "http://127.0.0.1:9000/v1beta/"),
             ("GEMINI_API_KEY", "  "),
             ("ENABLE_TEST_ROUTES", "true"),
+            ("CONSOLE_ENABLED", "on"),
             ("TOKEN_SIGNING_KEY", "s3cret"),
             ("LOG_LEVEL", "debug"),
         ]);
@@ -206,6 +214,7 @@ mod tests {
         assert_eq!(c.gemini_api_base, "http://127.0.0.1:9000/v1beta");
         assert_eq!(c.gemini_api_key, None, "blank secrets count as missing");
         assert!(c.enable_test_routes);
+        assert!(c.console_enabled);
         assert_eq!(c.token_signing_key, "s3cret");
         assert!(!c.signing_key_is_default);
         assert_eq!(c.log_level, Level::Debug);

@@ -9,7 +9,8 @@
 //!
 //! Glue:
 //! - [`runtime`]: the Worker entry point, the job's Durable Object (a shell around the engine
-//!   that implements [`host::Host`] over workerd), the rate limiter object, storage and fetch.
+//!   that implements [`host::Host`] over workerd), the rate limiter object, storage and fetch,
+//!   and the job console page (`console/`, embedded at build time, served at `/` when enabled).
 //!
 //! The job machinery:
 //! - [`engine`]: one job's life over a [`host::Host`]: requests, sockets, the alarm that runs

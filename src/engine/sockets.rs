@@ -263,10 +263,13 @@ impl<H: Host> Engine<H> {
             return;
         };
         self.send_to(socket, &ServerMessage::ReadyAck {});
-        match tag.since {
-            Some(since) => self.replay(socket, since).await,
-            None if status != Status::Queued || tag.reconnect => self.send_to(socket, &snapshot),
-            None => {}
+        // A snapshot when asked for (`reconnect=true`), and for a v1 client on a job that
+        // has started; a client with `since` gets what it missed instead.
+        if tag.reconnect || (tag.since.is_none() && status != Status::Queued) {
+            self.send_to(socket, &snapshot);
+        }
+        if let Some(since) = tag.since {
+            self.replay(socket, since).await;
         }
         if status.is_terminal() {
             let already_told = tag.since.is_some();

@@ -11,8 +11,8 @@ use crate::rate_limit::Bucket;
 use crate::routes::{self, Resolved, Route};
 use crate::runtime::create;
 use crate::runtime::edge::Ctx;
-use crate::runtime::http;
 use crate::runtime::job_object::stub_for;
+use crate::runtime::{console, http};
 use serde::Deserialize;
 use serde_json::json;
 use worker::js_sys::Uint8Array;
@@ -33,6 +33,7 @@ pub async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
             req.method().as_ref(),
             &req.path(),
             config.enable_test_routes,
+            config.console_enabled,
         )
     });
     let response = match resolved {
@@ -150,6 +151,7 @@ async fn dispatch(ctx: &Ctx<'_>, route: Route, mut req: Request) -> Result<Respo
             forward(env, &job_id, Method::Get, &path, &req, None).await
         }
         Route::ProgressSocket => upgrade(ctx, req).await,
+        Route::Console(asset) => Ok(console::response(asset)),
     }
 }
 

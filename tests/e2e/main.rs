@@ -8,6 +8,7 @@ mod support;
 
 mod basics;
 mod compat;
+mod console;
 mod core;
 mod csv;
 mod enrich;
