@@ -10,6 +10,10 @@ pub const CORE: &str = "core";
 /// The pipeline's progress ([`crate::pipelines::work::Work`]), written with the core.
 pub const WORK: &str = "work";
 
+/// How many storage writes of the job failed in a row: small and apart from the core, so it
+/// can be counted when the core's write is what fails.
+pub const FAULTS: &str = "faults";
+
 /// A CSV upload, stored in slices `in:0`, `in:1`, ...
 pub const CSV_INPUT_PREFIX: &str = "in:";
 /// An enrichment batch's books, one JSON array.

@@ -141,6 +141,19 @@ pub struct Engine<H: Host> {
     lingering: Cell<bool>,
     /// The alarm is awaiting a pipeline step.
     in_step: Cell<bool>,
+    /// The alarm is running: a failed write is then recovered by the alarm itself.
+    in_alarm: Cell<bool>,
+    /// Storage failures of the alarm, as stored under `keys::FAULTS`.
+    faults: Cell<Faults>,
+}
+
+/// Storage failures of a job's alarm: how many in a row (a good alarm forgets them) and in all
+/// (which development mode's fault injection counts against).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Faults {
+    pub in_a_row: u32,
+    pub total: u32,
 }
 
 impl<H: Host> Engine<H> {
@@ -157,6 +170,8 @@ impl<H: Host> Engine<H> {
             nudge: Nudge::default(),
             lingering: Cell::new(false),
             in_step: Cell::new(false),
+            in_alarm: Cell::new(false),
+            faults: Cell::new(Faults::default()),
         }
     }
 
@@ -170,7 +185,11 @@ impl<H: Host> Engine<H> {
 
     /// Reads the job back from storage, as after an eviction. Run before any event.
     pub async fn load(&self) -> Result<(), StorageError> {
-        let stored = self.read(&[keys::CORE.into(), keys::WORK.into()]).await?;
+        let stored = self
+            .read(&[keys::CORE.into(), keys::WORK.into(), keys::FAULTS.into()])
+            .await?;
+        let faults = stored.json::<Faults>(keys::FAULTS).and_then(Result::ok);
+        self.faults.set(faults.unwrap_or_default());
         let loaded = match (
             stored.json::<JobRecord>(keys::CORE),
             stored.json::<Work>(keys::WORK),
@@ -300,7 +319,19 @@ impl<H: Host> Engine<H> {
             return Ok(());
         }
         IoCounters::bump(&self.io.writes);
+        if self.injects_write_failure(&batch) {
+            return Err(StorageError("injected by FAULT_FAIL_WRITES".into()));
+        }
         self.host.put(batch).await
+    }
+
+    /// Development mode's fault injection: a running job's checkpoints fail until the job
+    /// has counted `FAULT_FAIL_WRITES` failures in storage.
+    fn injects_write_failure(&self, batch: &crate::host::Batch) -> bool {
+        let running = self.with_job(|job| job.record.state.status == crate::job::Status::Running);
+        self.config.fault_fail_writes > self.faults.get().total
+            && running == Some(true)
+            && batch.entries().iter().any(|(key, _)| key == keys::WORK)
     }
 
     /// Arms the single alarm at the schedule's earliest task, or removes it when none remain.

@@ -99,9 +99,12 @@ impl<H: Host> Engine<H> {
         let written = self.write(batch).await;
         if let Err(e) = &written {
             // Memory is now ahead of storage (buffered results went into the failed write):
-            // reset the object so that the next event rebuilds it from the last checkpoint.
+            // the object must be rebuilt from the last checkpoint. The alarm does that itself
+            // once it has re-armed (see `tasks`); any other event resets the object now.
             self.log_job("storage.write_failed", json!({ "error": e.to_string() }));
-            self.host.abort("a storage write failed");
+            if !self.in_alarm.get() {
+                self.host.abort("a storage write failed");
+            }
         }
         written
     }

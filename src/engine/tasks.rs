@@ -22,14 +22,112 @@ use crate::time::Millis;
 use futures::future::{select, Either, LocalBoxFuture};
 use serde_json::json;
 
+/// Storage failures in a row after which a job fails rather than trying again.
+pub const MAX_STORAGE_FAILURES: u32 = 5;
+
 /// The tasks that may run while a step is in flight: none of them touches the pipeline.
 const DURING_A_STEP: [TaskKind; 3] = [TaskKind::Cleanup, TaskKind::TokenExpiry, TaskKind::Flush];
 
 type StepResult = Result<StepOutcome, StepFailure>;
 
 impl<H: Host> Engine<H> {
-    /// Runs every due task, in the schedule's order, then arms the alarm for the next one.
+    /// Runs every due task, in the schedule's order, then arms the alarm for the next one. A
+    /// storage failure never strands the job: see [`Self::after_storage_failure`].
     pub async fn alarm(&self) -> Result<(), StorageError> {
+        self.in_alarm.set(true);
+        let ran = self.run_alarm().await;
+        self.in_alarm.set(false);
+        match ran {
+            Ok(()) => {
+                self.forget_storage_failures().await;
+                Ok(())
+            }
+            Err(e) => self.after_storage_failure(e).await,
+        }
+    }
+
+    /// A storage operation of the alarm failed, so memory may be ahead of storage. The failure
+    /// is counted in storage (apart from the core, which may be what cannot be written). Below
+    /// [`MAX_STORAGE_FAILURES`] the alarm is re-armed with backoff and the object resets, to go
+    /// on from its last checkpoint; at it the job fails with INTERNAL_ERROR (sockets closed
+    /// 1011, cleanup scheduled).
+    async fn after_storage_failure(&self, error: StorageError) -> Result<(), StorageError> {
+        let faults = self.faults.get();
+        let faults = crate::engine::Faults {
+            in_a_row: faults.in_a_row + 1,
+            total: faults.total + 1,
+        };
+        self.faults.set(faults);
+        let failures = faults.in_a_row;
+        let mut batch = crate::host::Batch::default();
+        batch.json(crate::keys::FAULTS, &faults);
+        crate::engine::IoCounters::bump(&self.io.writes);
+        let counted = self.host.put(batch).await.is_ok();
+        self.log_job(
+            "storage.failed",
+            json!({ "failures": failures, "counted": counted, "error": error.to_string() }),
+        );
+        let now = self.now();
+        if failures >= MAX_STORAGE_FAILURES {
+            return self.fail_after_storage_failures(failures, now).await;
+        }
+        let due = now + self.retry_policy().delay_after(failures);
+        self.armed.set(None);
+        self.host.set_alarm(Some(due)).await?;
+        self.host
+            .abort("a storage write failed; going on from the last checkpoint");
+        Ok(())
+    }
+
+    async fn fail_after_storage_failures(
+        &self,
+        failures: u32,
+        now: Millis,
+    ) -> Result<(), StorageError> {
+        let error = JobError {
+            code: crate::error::ErrorCode::InternalError,
+            message: format!("storage failed {failures} times in a row; the job cannot go on"),
+            retryable: true,
+        };
+        let lifetimes = self.lifetimes();
+        if self
+            .with_job(|job| job.record.fail(error, lifetimes, now))
+            .and_then(Result::ok)
+            .is_none()
+        {
+            return Ok(());
+        }
+        // Clients are told even if the failure cannot be stored: they must not wait on a job
+        // that cannot go on.
+        let ending = self.stamp_final();
+        let stored = self.checkpoint("end").await;
+        self.tell_the_end(ending);
+        self.log_job(
+            "job.failed",
+            json!({ "error": "storage kept failing", "stored": stored.is_ok() }),
+        );
+        self.sync_alarm().await?;
+        self.release_lingering().await;
+        Ok(())
+    }
+
+    /// After a good alarm, the failures in a row are forgiven (the total stays).
+    async fn forget_storage_failures(&self) {
+        let faults = self.faults.get();
+        if faults.in_a_row > 0 && self.with_job(|_| ()).is_some() {
+            let faults = crate::engine::Faults {
+                in_a_row: 0,
+                ..faults
+            };
+            self.faults.set(faults);
+            let mut batch = crate::host::Batch::default();
+            batch.json(crate::keys::FAULTS, &faults);
+            crate::engine::IoCounters::bump(&self.io.writes);
+            let _ = self.host.put(batch).await;
+        }
+    }
+
+    async fn run_alarm(&self) -> Result<(), StorageError> {
         self.armed.set(None);
         let now = self.now();
         let Some(due) = self.with_job(|job| job.record.schedule.due(now)) else {

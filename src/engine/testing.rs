@@ -405,6 +405,8 @@ pub struct Sim {
     config: Config,
     tasks: Vec<Task>,
     alarm_running: Rc<Cell<bool>>,
+    /// Resets asked for with `Host::abort` so far; each one evicts the engine, as workerd does.
+    aborts_seen: u32,
 }
 
 impl Sim {
@@ -418,6 +420,7 @@ impl Sim {
             config,
             tasks: Vec::new(),
             alarm_running: Rc::new(Cell::new(false)),
+            aborts_seen: 0,
         }
     }
 
@@ -467,6 +470,10 @@ impl Sim {
     pub fn run(&mut self, mut done: impl FnMut() -> bool, limit: Millis) -> bool {
         loop {
             self.poll_woken();
+            if self.host.aborts() > self.aborts_seen {
+                self.aborts_seen = self.host.aborts();
+                self.evict();
+            }
             if done() {
                 return true;
             }

@@ -791,3 +791,60 @@ fn after_a_refresh_a_socket_of_the_old_token_can_no_longer_cancel_and_closes_whe
     say(&mut sim, &new_socket, r#"{"type":"cancel"}"#);
     assert_eq!(status(&sim).as_deref(), Some("canceled"));
 }
+
+#[test]
+fn failed_writes_never_strand_a_job() {
+    // (writes made to fail, how the job ends, failures logged)
+    let table: &[(&str, &str, u32)] = &[("2", "complete", 2), ("10", "failed", 5)];
+    for (failing, ends, logged) in table {
+        let vars = [
+            ("ENVIRONMENT", "development"),
+            ("FAULT_FAIL_WRITES", *failing),
+        ];
+        let mut sim = Sim::new(config(&vars), T0);
+        sim.host.script(google_books);
+        let token = enrich_job(&mut sim, 12);
+        let socket = open(&sim);
+        say(&mut sim, &socket, r#"{"type":"ready"}"#);
+        let host = sim.host.clone();
+        let ended = sim.run(
+            || {
+                let core: Option<Value> =
+                    host.storage().get(keys::CORE).and_then(|v| v.json().ok());
+                core.is_some_and(|c| c["state"]["status"] == *ends)
+            },
+            T0 + 3_600_000,
+        );
+        assert!(ended, "{failing}: never stored as {ends}");
+        assert_eq!(
+            sim.host.logged("storage.failed").len() as u32,
+            *logged,
+            "{failing}"
+        );
+        let stored: Value = sim.host.storage()[keys::FAULTS].json().unwrap();
+        assert_eq!(stored["total"], *logged, "{failing}: counted in storage");
+        match *ends {
+            "complete" => {
+                assert_eq!(socket.close_code(), Some(1000), "{failing}");
+                let books = results(&mut sim, &token, "enrichment")["books"].clone();
+                assert_eq!(books.as_array().unwrap().len(), 12, "nothing lost");
+            }
+            _ => {
+                assert_eq!(socket.close_code(), Some(1011), "{failing}");
+                let error = socket.messages().last().unwrap()["payload"].clone();
+                assert_eq!(error["code"], "INTERNAL_ERROR");
+                assert_eq!(error["retryable"], true);
+                let cleanup = sim
+                    .engine
+                    .with_job(|j| {
+                        j.record
+                            .schedule
+                            .get(crate::job::schedule::TaskKind::Cleanup)
+                    })
+                    .flatten();
+                assert!(cleanup.is_some(), "cleanup still scheduled");
+                assert!(sim.host.alarm_at().is_some());
+            }
+        }
+    }
+}

@@ -125,7 +125,11 @@ impl ShelfScan {
             });
         };
         let url = gemini::endpoint(&config.gemini_api_base, &config.gemini_model);
-        let body = gemini::build_request(image, photo.kind).to_string();
+        let budget = gemini::OutputBudget {
+            max_output_tokens: config.gemini_max_output_tokens,
+            thinking_budget: config.gemini_thinking_budget,
+        };
+        let body = gemini::build_request(image, photo.kind, budget).to_string();
         let request = Outbound::post(url, body)
             .header("content-type", "application/json")
             .header("x-goog-api-key", key);
