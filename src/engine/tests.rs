@@ -55,6 +55,7 @@ fn create(
                 len: bytes.len(),
             })
             .collect(),
+        idempotency: None,
     };
     let data: Vec<u8> = inputs.iter().flat_map(|(_, b)| b.clone()).collect();
     let body = internal::encode(&create, &data);
@@ -847,4 +848,65 @@ fn failed_writes_never_strand_a_job() {
             }
         }
     }
+}
+
+#[test]
+fn a_repeated_idempotent_creation_answers_as_the_first_and_creates_nothing() {
+    let create = |request: &str| {
+        let create = CreateJob {
+            job_id: JOB_ID.into(),
+            pipeline: Pipeline::CsvImport,
+            total_count: 3,
+            work: Work::Synthetic(SyntheticSpec {
+                pipeline: Pipeline::CsvImport,
+                items: 3,
+                items_per_chunk: 1,
+                chunk_delay_ms: 0,
+                fail_first_attempts: 0,
+                coalesce_ms: None,
+                throttle_ms: None,
+            }),
+            blobs: vec![],
+            idempotency: Some(request.to_string()),
+        };
+        internal::encode(&create, &[])
+    };
+    let mut sim = Sim::new(
+        config(&[
+            ("TOKEN_TTL_SECS", "100"),
+            ("TOKEN_REFRESH_WINDOW_SECS", "90"),
+        ]),
+        T0,
+    );
+    let post = |sim: &mut Sim, body: Vec<u8>| sim.request(|e| async move { e.create(&body).await });
+    let (status, first) = post(&mut sim, create("h1")).unwrap();
+    assert_eq!(status, 202);
+    let writes = sim.engine.io().writes.get();
+    let (status, again) = post(&mut sim, create("h1")).unwrap();
+    assert_eq!(status, 202);
+    assert_eq!(again["jobId"], first["jobId"]);
+    assert_eq!(
+        again["token"], first["token"],
+        "the same token, kept nowhere"
+    );
+    assert_eq!(
+        sim.engine.io().writes.get(),
+        writes,
+        "a repeat writes nothing"
+    );
+    let other = post(&mut sim, create("h2")).unwrap_err();
+    assert_eq!(other.status(), 409, "the same key with another request");
+    // After a refresh the first token is gone: a repeat gets a new one that works.
+    sim.run_until(T0 + 20_000);
+    let body = serde_json::json!({ "oldToken": first["token"] }).to_string();
+    sim.request(|e| async move { e.refresh(body.as_bytes()).await })
+        .unwrap();
+    let (_, third) = post(&mut sim, create("h1")).unwrap();
+    assert_ne!(third["token"], first["token"]);
+    let token = third["token"].as_str().unwrap().to_string();
+    assert!(
+        sim.engine.state(Some(&token)).is_ok(),
+        "the new token works"
+    );
+    assert_eq!(third["expiresIn"], 100);
 }

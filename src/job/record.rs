@@ -36,6 +36,9 @@ pub struct JobRecord {
     /// Sequence numbers and the events a reconnecting client can have replayed.
     #[serde(default)]
     pub stream: Stream,
+    /// The hash of the request that created the job under an `Idempotency-Key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency: Option<String>,
 }
 
 /// What a refresh attempt needs from its caller.
@@ -71,6 +74,7 @@ impl JobRecord {
             throttle: PersistThrottle::default(),
             running_since: None,
             stream: Stream::new(),
+            idempotency: None,
         }
     }
 
@@ -213,6 +217,24 @@ impl JobRecord {
             );
         }
         RefreshOutcome::Refreshed
+    }
+
+    /// Gives the job a new token at once, outside the refresh window (a repeated idempotent
+    /// creation whose first token a refresh replaced). Sockets of the replaced token keep it
+    /// until it would have expired.
+    pub fn replace_token(&mut self, new_token: &str, lifetimes: Lifetimes, now: Millis) {
+        let old_expiry = self.auth.expires_at;
+        self.auth = TokenRecord::new(new_token, now, lifetimes.token_ttl_ms);
+        self.schedule
+            .set(TaskKind::TokenExpiry, self.auth.expires_at);
+        self.schedule
+            .set_no_later_than(TaskKind::TokenExpiry, old_expiry);
+        if !self.state.status.is_terminal() {
+            self.schedule.set(
+                TaskKind::Cleanup,
+                self.auth.expires_at + lifetimes.results_ttl_ms,
+            );
+        }
     }
 
     /// The token-expiry task ran: true when the current token has really expired (a refresh

@@ -14,6 +14,7 @@ mod csv;
 mod enrich;
 mod faults;
 mod hostile;
+mod idempotency;
 mod load;
 mod resume;
 mod scan;
