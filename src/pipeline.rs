@@ -218,3 +218,50 @@ pub async fn read_slices<W>(
     }
     Ok(bytes)
 }
+
+/// Serialises `items` as JSON arrays of at most `max_bytes` each, in order; an item that alone
+/// is over `max_bytes` gets an array of its own (callers bound their items far below it).
+pub fn pack_json<T: serde::Serialize>(items: &[T], max_bytes: usize) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut part = String::from("[");
+    for item in items {
+        let Ok(text) = serde_json::to_string(item) else {
+            continue;
+        };
+        if part.len() > 1 && part.len() + 1 + text.len() + 1 > max_bytes {
+            part.push(']');
+            parts.push(std::mem::replace(&mut part, String::from("[")));
+        }
+        if part.len() > 1 {
+            part.push(',');
+        }
+        part.push_str(&text);
+    }
+    if part.len() > 1 || parts.is_empty() {
+        part.push(']');
+        parts.push(part);
+    }
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packs_items_into_bounded_arrays() {
+        let items: Vec<String> = (0..100).map(|i| "x".repeat(i % 7 * 10)).collect();
+        for max in [64, 100, 1_000, 100_000] {
+            let parts = pack_json(&items, max);
+            let mut back = Vec::new();
+            for part in &parts {
+                assert!(part.len() <= max.max(72), "{max}: {}", part.len());
+                let list: Vec<String> = serde_json::from_str(part).unwrap();
+                assert!(!list.is_empty());
+                back.extend(list);
+            }
+            assert_eq!(back, items, "{max}");
+        }
+        assert_eq!(pack_json::<u8>(&[], 10), ["[]"]);
+    }
+}

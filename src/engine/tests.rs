@@ -910,3 +910,78 @@ fn a_repeated_idempotent_creation_answers_as_the_first_and_creates_nothing() {
     );
     assert_eq!(third["expiresIn"], 100);
 }
+
+/// The largest stored value, inputs (which are stored in 1 MiB slices) aside.
+fn largest_result_value(host: &crate::engine::testing::MemoryHost) -> (String, usize) {
+    host.storage()
+        .into_iter()
+        .filter(|(key, _)| !key.starts_with("in:") && !key.starts_with("img:"))
+        .map(|(key, value)| {
+            let len = key.len() + value.len();
+            (key, len)
+        })
+        .max_by_key(|(_, len)| *len)
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_photo_with_many_long_titles_is_stored_in_bounded_parts() {
+    // 200 books, each with a 500-character title of 4-byte characters: about 400 KB of JSON.
+    let books: Vec<Value> = (0..200)
+        .map(|i| {
+            serde_json::json!({ "title": format!("{i} {}", "𝔅".repeat(495)), "author": "A",
+                "isbn": null, "confidence": 0.9,
+                "boundingBox": { "x": 0.1, "y": 0.1, "width": 0.1, "height": 0.1 } })
+        })
+        .collect();
+    let text = serde_json::to_string(&books).unwrap();
+    let body = serde_json::json!({ "candidates": [{ "content": { "parts": [{ "text": text }] },
+        "finishReason": "STOP" }] })
+    .to_string();
+    let mut sim = Sim::new(config(&[]), T0);
+    sim.host
+        .script(move |_| Scripted::After(10, Answer::new(200, body.clone())));
+    let token = scan_job(&mut sim, 1);
+    let socket = open(&sim);
+    say(&mut sim, &socket, r#"{"type":"ready"}"#);
+    run_to_end(&mut sim, T0 + 60_000);
+    assert_eq!(status(&sim).as_deref(), Some("complete"));
+    let (key, largest) = largest_result_value(&sim.host);
+    assert!(
+        largest <= keys::MAX_RESULT_VALUE_BYTES,
+        "{key}: {largest} bytes"
+    );
+    let parts = sim
+        .host
+        .storage()
+        .keys()
+        .filter(|k| k.starts_with("res:scan:00"))
+        .count();
+    assert!(parts >= 3, "split into {parts} parts");
+    assert_eq!(
+        results(&mut sim, &token, "scan")["books"]
+            .as_array()
+            .unwrap()
+            .len(),
+        200
+    );
+    let item = socket
+        .messages()
+        .into_iter()
+        .find(|m| m["type"] == "item_result")
+        .unwrap();
+    assert_eq!(item["payload"]["books"].as_array().unwrap().len(), 200);
+    // The same books when the item is replayed from storage after an eviction.
+    sim.evict();
+    let back = sim.host.open_socket(SocketTag {
+        since: Some(1),
+        ..SocketTag::default()
+    });
+    say(&mut sim, &back, r#"{"type":"ready"}"#);
+    let replayed = back
+        .messages()
+        .into_iter()
+        .find(|m| m["type"] == "item_result")
+        .unwrap();
+    assert_eq!(replayed["payload"], item["payload"]);
+}

@@ -7,7 +7,9 @@ use crate::error::ErrorCode;
 use crate::host::{Batch, Outbound, StorageError};
 use crate::job::JobError;
 use crate::keys;
-use crate::pipeline::{read_slices, Attempt, Ctx, Pipeline, Provider, StepFailure, StepOutcome};
+use crate::pipeline::{
+    pack_json, read_slices, Attempt, Ctx, Pipeline, Provider, StepFailure, StepOutcome,
+};
 use crate::protocol::ServerMessage;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -104,8 +106,18 @@ fn update_photo(ctx: &impl Ctx<ScanWork>, position: usize, f: impl FnOnce(&mut S
 
 #[derive(Debug, Default)]
 pub struct ShelfScan {
-    /// Books of photos scanned since the last checkpoint.
-    pending: RefCell<Batch>,
+    /// Books of photos scanned since the last checkpoint, by photo position.
+    pending: RefCell<Vec<(usize, Vec<ScanBook>)>>,
+}
+
+/// A photo's books as stored: one value, or several parts of at most
+/// [`keys::MAX_RESULT_VALUE_BYTES`] (200 books with long titles are more than that).
+fn books_of(parts: Vec<(String, crate::host::Stored)>) -> Vec<ScanBook> {
+    parts
+        .into_iter()
+        .filter_map(|(_, value)| value.json::<Vec<ScanBook>>().ok())
+        .flatten()
+        .collect()
 }
 
 impl ShelfScan {
@@ -138,14 +150,9 @@ impl ShelfScan {
     }
 
     async fn stored_books(&self, ctx: &impl Ctx<ScanWork>) -> Result<Vec<ScanBook>, StorageError> {
-        let stored = ctx.list(keys::SCAN_RESULT_PREFIX, None, None).await?;
-        let mut books = Vec::new();
-        for (_, value) in stored {
-            if let Ok(mut photo_books) = value.json::<Vec<ScanBook>>() {
-                books.append(&mut photo_books);
-            }
-        }
-        Ok(books)
+        Ok(books_of(
+            ctx.list(keys::SCAN_RESULT_PREFIX, None, None).await?,
+        ))
     }
 }
 
@@ -188,9 +195,7 @@ impl Pipeline for ShelfScan {
                     p.record.error = None;
                 });
                 ctx.item_result(position as u64, item_message(&photo.record, Ok(&books)));
-                self.pending
-                    .borrow_mut()
-                    .json(&keys::scan_result(position), &books);
+                self.pending.borrow_mut().push((position, books));
                 format!("Scanned photo {} of {total}: {found} books", position + 1)
             }
             Err(failure) if failure.retryable && !attempt.last => {
@@ -279,7 +284,14 @@ impl Pipeline for ShelfScan {
     }
 
     fn drain_pending(&self, _work: &mut ScanWork, batch: &mut Batch) {
-        batch.append(std::mem::take(&mut *self.pending.borrow_mut()));
+        for (position, books) in std::mem::take(&mut *self.pending.borrow_mut()) {
+            for (part, text) in pack_json(&books, keys::MAX_RESULT_VALUE_BYTES)
+                .into_iter()
+                .enumerate()
+            {
+                batch.text(&keys::scan_result_part(position, part), text);
+            }
+        }
     }
 
     async fn item_message(
@@ -294,12 +306,8 @@ impl Pipeline for ShelfScan {
         match (photo.record.status, &photo.record.error) {
             (PhotoStatus::Failed, Some(error)) => Ok(Some(item_message(&photo.record, Err(error)))),
             (PhotoStatus::Done, _) => {
-                let key = keys::scan_result(position);
-                let stored = ctx.read(std::slice::from_ref(&key)).await?;
-                let books = stored
-                    .json::<Vec<ScanBook>>(&key)
-                    .and_then(Result::ok)
-                    .unwrap_or_default();
+                let parts = ctx.list(&keys::scan_result(position), None, None).await?;
+                let books = books_of(parts);
                 Ok(Some(item_message(&photo.record, Ok(&books))))
             }
             _ => Ok(None),
