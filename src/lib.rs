@@ -22,6 +22,7 @@
 //! - [`host`]: what a job needs from its machine, and the values it trades in.
 //! - [`keys`]: every storage key.
 //! - [`internal`]: the Worker-to-object creation message.
+//! - [`results`]: paged results: the page asked for, cursors, the page's byte budget.
 //!
 //! Shared domain:
 //! - [`routes`]: the route table, and the 404/405 answers.
@@ -70,6 +71,7 @@ pub mod pipeline;
 pub mod pipelines;
 pub mod protocol;
 pub mod rate_limit;
+pub mod results;
 pub mod routes;
 pub mod time;
 pub mod token;

@@ -11,6 +11,7 @@ use crate::host::{Answer, Batch, CallError, Outbound, StorageError, Stored, Valu
 use crate::job::throttle::{PersistPolicy, SOCKET_MIN_INTERVAL_MS};
 use crate::job::{JobError, Pipeline as Kind};
 use crate::protocol::ServerMessage;
+use crate::results::{PageRequest, Position};
 use crate::time::Millis;
 use serde_json::Value;
 
@@ -72,6 +73,24 @@ pub struct Attempt {
     pub failed_before: u32,
     /// No retry follows if this run fails transiently: record the failure instead.
     pub last: bool,
+}
+
+/// One page of results: the document in the contract's shape, and where the next page starts
+/// when entries remain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResultsPage {
+    pub document: Value,
+    pub next: Option<Position>,
+}
+
+impl ResultsPage {
+    /// A document that is always one page.
+    pub fn whole(document: Value) -> Self {
+        Self {
+            document,
+            next: None,
+        }
+    }
 }
 
 /// The upstream services, each with its own deadline (contract 9.6).
@@ -168,8 +187,13 @@ pub trait Pipeline {
     /// After the last step: the summary for `job_complete`, or why the job failed as a whole
     /// (every item failed).
     async fn summary(&self, ctx: &impl Ctx<Self::Work>) -> Result<Value, StepFailure>;
-    /// The results document of a complete job.
-    async fn results(&self, ctx: &impl Ctx<Self::Work>) -> Result<Value, StorageError>;
+    /// A page of the results of a complete job: at most `page.limit` entries and
+    /// [`crate::results::MAX_PAGE_BYTES`] of JSON, read without loading the whole result set.
+    async fn results(
+        &self,
+        ctx: &impl Ctx<Self::Work>,
+        page: PageRequest,
+    ) -> Result<ResultsPage, StorageError>;
     /// Runs once after the job ended in any way: inputs that are no longer needed go.
     async fn after_end(&self, ctx: &impl Ctx<Self::Work>) -> Result<(), StorageError>;
     /// Moves the results buffered since the last checkpoint into the checkpoint's write,

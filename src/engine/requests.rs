@@ -10,6 +10,7 @@ use crate::job::Status;
 use crate::keys;
 use crate::pipeline::Pipeline;
 use crate::protocol::CloseCode;
+use crate::results::{CursorSigner, PageQuery};
 use crate::time::Millis;
 use crate::token::{self, RefreshError, TokenRecord};
 use serde::Deserialize;
@@ -265,8 +266,9 @@ impl<H: Host> Engine<H> {
         Ok(())
     }
 
-    /// The results document of a complete job, from the pipeline named by `segment`.
-    pub async fn results(&self, token: Option<&str>, segment: &str) -> Reply {
+    /// A page of the results of a complete job, from the pipeline named by `segment`, with a
+    /// `nextCursor` when entries remain (contract 9.2).
+    pub async fn results(&self, token: Option<&str>, segment: &str, query: &PageQuery) -> Reply {
         self.authorize(token, self.now())?;
         let (status, pipeline) = self
             .with_job(|job| (job.record.state.status, job.record.state.pipeline))
@@ -283,12 +285,23 @@ impl<H: Host> Engine<H> {
                 status.as_str()
             )));
         }
+        let job_id = self
+            .with_job(|job| job.record.state.job_id.clone())
+            .unwrap_or_default();
+        let cursors = CursorSigner::new(
+            self.config.token_signing_key.as_bytes(),
+            pipeline.results_segment(),
+        );
+        let page = query.page(&cursors, &job_id)?;
         let pipelines = self
             .pipelines()
             .ok_or_else(|| ApiError::not_found("no such job"))?;
-        let document = with_pipeline!(self, &*pipelines, |p, ctx| p.results(&ctx).await);
-        document
-            .map(|document| (200, document))
-            .map_err(|e| self.internal("reading results", e))
+        let page = with_pipeline!(self, &*pipelines, |p, ctx| p.results(&ctx, page).await)
+            .map_err(|e| self.internal("reading results", e))?;
+        let mut document = page.document;
+        if let Some(next) = page.next {
+            document["nextCursor"] = json!(cursors.seal(&job_id, next));
+        }
+        Ok((200, document))
     }
 }

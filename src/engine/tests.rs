@@ -172,7 +172,7 @@ fn status(sim: &Sim) -> Option<String> {
 
 fn results(sim: &mut Sim, token: &str, segment: &'static str) -> Value {
     let token = token.to_string();
-    sim.request(|e| async move { e.results(Some(&token), segment).await })
+    sim.request(|e| async move { e.results(Some(&token), segment, &Default::default()).await })
         .expect("results")
         .1
 }

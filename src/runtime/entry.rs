@@ -8,6 +8,7 @@ use crate::json_body;
 use crate::limits::{check_request, SMALL_JSON_BODY_BYTES};
 use crate::protocol::UpgradeQuery;
 use crate::rate_limit::Bucket;
+use crate::results::PageQuery;
 use crate::routes::{self, Resolved, Route};
 use crate::runtime::create;
 use crate::runtime::edge::Ctx;
@@ -147,7 +148,13 @@ async fn dispatch(ctx: &Ctx<'_>, route: Route, mut req: Request) -> Result<Respo
         Route::Results { pipeline, job_id } => {
             let job_id = require_job_id(&job_id)?;
             ctx.edge_auth(&job_id, http::bearer(&req).as_deref())?;
-            let path = format!("/internal/results/{}", pipeline.results_segment());
+            // Checked here too, so a malformed request never reaches an object.
+            let query = PageQuery::from_pairs(&http::query_pairs(&req)?)?;
+            let path = format!(
+                "/internal/results/{}?{}",
+                pipeline.results_segment(),
+                query.to_query()
+            );
             forward(env, &job_id, Method::Get, &path, &req, None).await
         }
         Route::ProgressSocket => upgrade(ctx, req).await,

@@ -6,8 +6,9 @@ use crate::error::ErrorCode;
 use crate::host::{Batch, Outbound, StorageError};
 use crate::job::JobError;
 use crate::keys;
-use crate::pipeline::{Attempt, Ctx, Pipeline, Provider, StepFailure, StepOutcome};
+use crate::pipeline::{Attempt, Ctx, Pipeline, Provider, ResultsPage, StepFailure, StepOutcome};
 use crate::protocol::ServerMessage;
+use crate::results::{PageBudget, PageRequest, Position, MAX_PAGE_BYTES};
 use crate::time::{retry_after_ms, Millis};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -255,13 +256,46 @@ impl Pipeline for Enrichment {
         }))
     }
 
-    async fn results(&self, ctx: &impl Ctx<EnrichWork>) -> Result<Value, StorageError> {
-        let stored = ctx.list(keys::ENRICH_RESULT_PREFIX, None, None).await?;
-        let books: Vec<BookOutcome> = stored
-            .iter()
-            .filter_map(|(_, value)| value.json().ok())
-            .collect();
-        Ok(json!({ "books": books }))
+    /// Books in input order; a position is the index of the next book.
+    async fn results(
+        &self,
+        ctx: &impl Ctx<EnrichWork>,
+        page: PageRequest,
+    ) -> Result<ResultsPage, StorageError> {
+        let after = page
+            .after
+            .and_then(|at| at.major.checked_sub(1))
+            .map(|last| keys::enrich_result(last as usize));
+        let stored = ctx
+            .list(
+                keys::ENRICH_RESULT_PREFIX,
+                after.as_deref(),
+                Some(page.limit + 1),
+            )
+            .await?;
+        let mut budget = PageBudget::new(page.limit, MAX_PAGE_BYTES);
+        let mut books = Vec::new();
+        let mut next = None;
+        for (key, value) in stored {
+            let Ok(book) = value.json::<Value>() else {
+                continue;
+            };
+            let index = key[keys::ENRICH_RESULT_PREFIX.len()..]
+                .parse::<u64>()
+                .unwrap_or(0);
+            if !budget.take(value.len(), books.is_empty()) {
+                next = Some(Position {
+                    major: index,
+                    minor: 0,
+                });
+                break;
+            }
+            books.push(book);
+        }
+        Ok(ResultsPage {
+            document: json!({ "books": books }),
+            next,
+        })
     }
 
     async fn after_end(&self, _ctx: &impl Ctx<EnrichWork>) -> Result<(), StorageError> {

@@ -8,9 +8,10 @@ use crate::host::{Batch, Outbound, StorageError};
 use crate::job::JobError;
 use crate::keys;
 use crate::pipeline::{
-    pack_json, read_slices, Attempt, Ctx, Pipeline, Provider, StepFailure, StepOutcome,
+    pack_json, read_slices, Attempt, Ctx, Pipeline, Provider, ResultsPage, StepFailure, StepOutcome,
 };
 use crate::protocol::ServerMessage;
+use crate::results::{PageBudget, PageRequest, Position, MAX_PAGE_BYTES};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::cell::RefCell;
@@ -260,12 +261,41 @@ impl Pipeline for ShelfScan {
         }))
     }
 
-    async fn results(&self, ctx: &impl Ctx<ScanWork>) -> Result<Value, StorageError> {
+    /// The counts over every book, and the books from the position (an index into them) on.
+    /// A scan holds at most 5 photos of 200 books, so they are all read for each page.
+    async fn results(
+        &self,
+        ctx: &impl Ctx<ScanWork>,
+        page: PageRequest,
+    ) -> Result<ResultsPage, StorageError> {
         let scan = results::summarize(
             self.stored_books(ctx).await?,
             ctx.config().scan_confidence_threshold,
         );
-        Ok(serde_json::to_value(scan).unwrap_or(Value::Null))
+        let from = page.after.map_or(0, |at| at.major as usize);
+        let mut budget = PageBudget::new(page.limit, MAX_PAGE_BYTES);
+        let mut books = Vec::new();
+        let mut next = None;
+        for (index, book) in scan.books.iter().enumerate().skip(from) {
+            let text = serde_json::to_value(book).unwrap_or(Value::Null);
+            if !budget.take(text.to_string().len(), books.is_empty()) {
+                next = Some(Position {
+                    major: index as u64,
+                    minor: 0,
+                });
+                break;
+            }
+            books.push(text);
+        }
+        Ok(ResultsPage {
+            document: json!({
+                "totalDetected": scan.total_detected,
+                "approved": scan.approved,
+                "needsReview": scan.needs_review,
+                "books": books,
+            }),
+            next,
+        })
     }
 
     /// The photos are deleted once the scan has ended, whichever way.

@@ -10,6 +10,7 @@ use crate::engine::{ClientFrame, Engine, Reply};
 use crate::error::ApiError;
 use crate::ids::parse_job_id;
 use crate::protocol::{self, UpgradeQuery};
+use crate::results::PageQuery;
 use crate::runtime::http;
 use host::{DoHost, Events};
 use serde_json::json;
@@ -74,9 +75,14 @@ impl DurableObject for JobObject {
             }
             (Method::Get, p) if p.starts_with("/internal/results/") => {
                 let segment = &p["/internal/results/".len()..];
-                self.engine
-                    .results(http::bearer(&req).as_deref(), segment)
-                    .await
+                match http::query_pairs(&req).and_then(|pairs| PageQuery::from_pairs(&pairs)) {
+                    Ok(query) => {
+                        self.engine
+                            .results(http::bearer(&req).as_deref(), segment, &query)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                }
             }
             (Method::Get, "/ws/progress") => return Ok(http::result(self.upgrade(&req))),
             _ => Err(ApiError::not_found("no such job operation")),
