@@ -146,13 +146,24 @@ mod tests {
 
     #[test]
     fn fixtures_produce_their_expected_documents() {
-        use FormatHint::Auto;
+        use FormatHint::{Auto, Goodreads};
         let fixtures = [
             (fixture!("goodreads", "csv"), Auto),
             (fixture!("goodreads_old", "csv"), Auto),
             (fixture!("storygraph", "csv"), Auto),
             (fixture!("librarything", "csv"), Auto),
             (fixture!("plain", "csv"), Auto),
+            (fixture!("librarything_1252", "tsv"), Auto),
+            (fixture!("librarything_old", "csv"), Auto),
+            (fixture!("goodreads_wrapped", "csv"), Auto),
+            (fixture!("goodreads_padded", "csv"), Auto),
+            (fixture!("goodreads_numbers", "csv"), Auto),
+            (fixture!("goodreads_headerless", "csv"), Auto),
+            (fixture!("goodreads_headerless", "csv"), Goodreads),
+            (fixture!("goodreads_duplicates", "csv"), Auto),
+            (fixture!("storygraph_quirks", "csv"), Auto),
+            (fixture!("bookbuddy", "csv"), Auto),
+            (fixture!("calibre", "csv"), Auto),
         ];
         // Set to write the actual documents over the expected ones, for review in the diff.
         let update = std::env::var_os("BOOKSTRACK_UPDATE_FIXTURES").is_some();
