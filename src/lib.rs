@@ -48,6 +48,22 @@ macro_rules! fixture {
     };
 }
 
+/// A binary test fixture under `tests/fixtures/<dir>/<name>` (a body with a byte-order mark,
+/// UTF-16 text), compiled into the test binary as bytes.
+#[cfg(test)]
+macro_rules! fixture_bytes {
+    ($dir:literal, $name:literal) => {
+        include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/",
+            $dir,
+            "/",
+            $name
+        ))
+        .as_slice()
+    };
+}
+
 pub mod base64;
 pub mod config;
 pub mod envelope;

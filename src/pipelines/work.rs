@@ -1,6 +1,8 @@
 //! The per-pipeline progress a job persists beside its core, so processing resumes after eviction.
 
 use crate::pipelines::csv::{Cursor, Header, ImportTotals};
+use crate::pipelines::enrich::model::ErrorKind;
+use crate::pipelines::enrich::BookOutcome;
 use crate::pipelines::scan::image::ImageKind;
 use crate::pipelines::scan::results::{PhotoRecord, PhotoStatus};
 use crate::pipelines::synthetic::SyntheticSpec;
@@ -98,10 +100,14 @@ pub struct EnrichWork {
     pub done: Vec<bool>,
     pub found: usize,
     pub not_found: usize,
+    /// Books that ended as a provider error or a parse error (contract: `providerErrors`).
     pub provider_errors: usize,
     /// Provider errors where some provider failed transiently (5xx, 429, timeout).
     #[serde(default)]
     pub retryable_errors: usize,
+    /// The part of `provider_errors` that were unreadable answers (`errorKind: parse_error`).
+    #[serde(default)]
+    pub parse_errors: usize,
 }
 
 impl EnrichWork {
@@ -113,7 +119,28 @@ impl EnrichWork {
             not_found: 0,
             provider_errors: 0,
             retryable_errors: 0,
+            parse_errors: 0,
         }
+    }
+
+    /// Records book `index`'s outcome, counted by its error kind (never by its message), and
+    /// returns how many books are finished. `transient` says some provider failed in a way
+    /// that may pass. A book already recorded is not counted again.
+    pub fn record(&mut self, index: usize, outcome: &BookOutcome, transient: bool) -> usize {
+        match self.done.get_mut(index) {
+            Some(done) if !*done => *done = true,
+            _ => return self.finished(),
+        }
+        match outcome.kind() {
+            None => self.found += 1,
+            Some(ErrorKind::NotFound) => self.not_found += 1,
+            Some(kind) => {
+                self.provider_errors += 1;
+                self.parse_errors += usize::from(kind == ErrorKind::ParseError);
+                self.retryable_errors += usize::from(transient);
+            }
+        }
+        self.finished()
     }
 
     pub fn finished(&self) -> usize {
@@ -147,6 +174,56 @@ mod tests {
         assert_eq!(work.finished(), 5);
         work.done.iter_mut().for_each(|d| *d = true);
         assert!(work.next_chunk(10).is_empty());
+    }
+
+    #[test]
+    fn enrichment_outcomes_are_counted_by_kind() {
+        use crate::pipelines::enrich::BookInput;
+        let input = || BookInput::new("Dune", None, None);
+        let mut legacy_not_found = BookOutcome::not_found(input());
+        legacy_not_found.error_kind = None;
+        let mut legacy_failure = BookOutcome::provider_error(input(), "timeout");
+        legacy_failure.error_kind = None;
+        // (outcome, transient, found, not found, provider errors, parse errors, retryable)
+        let cases = [
+            (BookOutcome::not_found(input()), false, (0, 1, 0, 0, 0)),
+            (
+                BookOutcome::provider_error(input(), "x"),
+                true,
+                (0, 0, 1, 0, 1),
+            ),
+            (
+                BookOutcome::parse_error(input(), "x"),
+                false,
+                (0, 0, 1, 1, 0),
+            ),
+            // The kind decides, not the text: a parse error worded like "not found" is one.
+            (
+                BookOutcome::parse_error(
+                    input(),
+                    crate::pipelines::enrich::model::NOT_FOUND_MESSAGE,
+                ),
+                false,
+                (0, 0, 1, 1, 0),
+            ),
+            (legacy_not_found, false, (0, 1, 0, 0, 0)),
+            (legacy_failure, false, (0, 0, 1, 0, 0)),
+        ];
+        for (outcome, transient, want) in cases {
+            let mut work = EnrichWork::new(2);
+            assert_eq!(work.record(1, &outcome, transient), 1);
+            // Recording the same book again changes nothing.
+            assert_eq!(work.record(1, &outcome, transient), 1);
+            assert_eq!(work.record(7, &outcome, transient), 1);
+            let got = (
+                work.found,
+                work.not_found,
+                work.provider_errors,
+                work.parse_errors,
+                work.retryable_errors,
+            );
+            assert_eq!(got, want, "{outcome:?}");
+        }
     }
 
     #[test]

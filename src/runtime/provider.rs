@@ -1,4 +1,5 @@
-//! Outbound requests to the providers, with a timeout, answering status and body or an error.
+//! Outbound requests to the providers, with a timeout, answering status and raw body bytes or
+//! an error. The body is never decoded here: a body that is not UTF-8 must not cost the status.
 
 use crate::runtime::http;
 use worker::{AbortController, Delay, Fetch, Headers, Method, Request, RequestInit};
@@ -11,7 +12,7 @@ pub async fn send(
     headers: &[(&str, &str)],
     body: Option<String>,
     timeout_ms: u64,
-) -> Result<(u16, String), String> {
+) -> Result<(u16, Vec<u8>), String> {
     let header_map = Headers::new();
     for (name, value) in headers {
         header_map
@@ -32,8 +33,9 @@ pub async fn send(
             .send_with_signal(&signal)
             .await
             .map_err(|e| e.to_string())?;
-        let text = response.text().await.map_err(|e| e.to_string())?;
-        Ok::<_, String>((response.status_code(), text))
+        let status = response.status_code();
+        let bytes = response.bytes().await.map_err(|e| e.to_string())?;
+        Ok::<_, String>((status, bytes))
     };
     let timeout = Delay::from(std::time::Duration::from_millis(timeout_ms));
     futures::pin_mut!(exchange);
@@ -47,7 +49,7 @@ pub async fn send(
 }
 
 /// Logs one provider call without its URL's query (which may carry a key) or headers.
-pub fn log_call(provider: &str, url: &str, outcome: &Result<(u16, String), String>, started: u64) {
+pub fn log_call(provider: &str, url: &str, outcome: &Result<(u16, Vec<u8>), String>, started: u64) {
     let path = url.split('?').next().unwrap_or(url);
     let (status, error) = match outcome {
         Ok((status, _)) => (Some(*status), None),

@@ -2,7 +2,6 @@
 
 use super::{StepFailure, StepOutcome};
 use crate::job::JobError;
-use crate::pipelines::enrich::model::NOT_FOUND_MESSAGE;
 use crate::pipelines::enrich::plan::{Bases, Lookup, Step};
 use crate::pipelines::enrich::{BookInput, BookOutcome};
 use crate::pipelines::work::{EnrichWork, Work};
@@ -81,20 +80,9 @@ async fn look_up(input: BookInput, bases: Bases, timeout_ms: u64) -> (BookOutcom
 fn record(obj: &JobObject, index: usize, outcome: &BookOutcome, transient: bool) -> usize {
     let text = serde_json::to_string(outcome).unwrap_or_default();
     obj.with_cache(|cache| cache.pending.push((result_key(index), text)));
-    obj.with_job(|job| {
-        let Work::Enrich(w) = &mut job.work else {
-            return 0;
-        };
-        w.done[index] = true;
-        match (&outcome.success, outcome.error.as_deref()) {
-            (true, _) => w.found += 1,
-            (false, Some(NOT_FOUND_MESSAGE)) => w.not_found += 1,
-            (false, _) => {
-                w.provider_errors += 1;
-                w.retryable_errors += usize::from(transient);
-            }
-        }
-        w.finished()
+    obj.with_job(|job| match &mut job.work {
+        Work::Enrich(w) => w.record(index, outcome, transient),
+        _ => 0,
     })
     .unwrap_or(0)
 }
@@ -162,6 +150,7 @@ fn finish(obj: &JobObject, work: &EnrichWork) -> Result<StepOutcome, StepFailure
             "failureCount": work.not_found + work.provider_errors,
             "notFound": work.not_found,
             "providerErrors": work.provider_errors,
+            "parseErrors": work.parse_errors,
             "duration": duration,
         }),
     })

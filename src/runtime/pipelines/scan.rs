@@ -101,19 +101,9 @@ async fn scan_photo(
     .await;
     provider::log_call("gemini", &url, &answer, started);
     match answer {
-        Ok((200, text)) => gemini::parse_response(&text)
+        Ok((status, bytes)) => gemini::read_answer(status, &bytes, None)
             .map(|detections| gemini::normalize(detections, photo.record.index))
             .map_err(|e| (e.message(), e.retryable())),
-        Ok((status, text)) => {
-            let detail = gemini::error_message_from_body(&text).unwrap_or_default();
-            let retryable = gemini::classify_http_status(status).retryable();
-            Err((
-                format!("Gemini answered HTTP {status} {detail}")
-                    .trim()
-                    .to_string(),
-                retryable,
-            ))
-        }
         Err(e) => Err((format!("Gemini request failed: {e}"), true)),
     }
 }
