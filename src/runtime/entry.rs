@@ -12,7 +12,9 @@ use crate::limits::{
     ENRICHMENT_BODY_BYTES, MULTIPART_OVERHEAD_BYTES, SMALL_JSON_BODY_BYTES,
 };
 use crate::multipart;
-use crate::pipelines::csv::{read_header, HeaderError, ImportTotals, MAX_HEADER_COLUMNS};
+use crate::pipelines::csv::{
+    format_hint, read_header_with, HeaderError, ImportTotals, MAX_HEADER_COLUMNS,
+};
 use crate::pipelines::enrich;
 use crate::pipelines::scan::request::{self as scan_request, ScanImage};
 use crate::pipelines::synthetic;
@@ -212,11 +214,15 @@ async fn dispatch(ctx: &Ctx<'_>, route: Route, mut req: Request) -> Result<Respo
             create_job(env, create, &books).await
         }
         Route::CreateCsvImport => {
-            let file = read_csv_upload(&mut req).await?;
+            let query_format = csv_query_format(&req)?;
+            let (file, field_format) = read_csv_upload(&mut req).await?;
+            let hint = format_hint(query_format.as_deref(), field_format.as_deref()).map_err(
+                |message| ApiError::invalid(message).with_details(json!({ "field": "format" })),
+            )?;
             // The header is checked before any job exists (contract section 2).
             let prefix = &file[..file.len().min(CSV_HEADER_WINDOW_BYTES)];
-            let (header, cursor) =
-                read_header(prefix, prefix.len() == file.len()).map_err(csv_header_error)?;
+            let (header, cursor) = read_header_with(prefix, prefix.len() == file.len(), hint)
+                .map_err(csv_header_error)?;
             ctx.limit(Bucket::Csv).await?;
             let create = CreateJob {
                 job_id: ctx.fresh_job_id(),
@@ -302,12 +308,24 @@ const CSV_MEDIA_TYPES: &[&str] = &[
     "application/vnd.ms-excel",
 ];
 
+/// The `format` query parameter of a CSV upload (contract 9.1), if given once.
+fn csv_query_format(req: &Request) -> Result<Option<String>, ApiError> {
+    let url = req
+        .url()
+        .map_err(|e| http::internal("reading the URL", e))?;
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    Ok(single_query_param(&pairs, "format")?.map(str::to_owned))
+}
+
 /// Reads a CSV upload: a raw body of a CSV media type, or the `file` field of a multipart
-/// form. Over 10 MiB is 413, other media types are 415.
-async fn read_csv_upload(req: &mut Request) -> Result<Vec<u8>, ApiError> {
+/// form, with the form's `format` field if any. Over 10 MiB is 413, other media types are 415.
+async fn read_csv_upload(req: &mut Request) -> Result<(Vec<u8>, Option<Vec<u8>>), ApiError> {
     let media = http::media_type(req).unwrap_or_default();
     if CSV_MEDIA_TYPES.contains(&media.as_str()) {
-        return http::read_body_limited(req, CSV_BODY_BYTES).await;
+        return Ok((http::read_body_limited(req, CSV_BODY_BYTES).await?, None));
     }
     if media != "multipart/form-data" {
         let shown = if media.is_empty() {
@@ -329,7 +347,8 @@ async fn read_csv_upload(req: &mut Request) -> Result<Vec<u8>, ApiError> {
     if file.data.len() > CSV_BODY_BYTES {
         return Err(ApiError::too_large(CSV_BODY_BYTES));
     }
-    Ok(file.data.clone())
+    let format = multipart::find_field(&parts, "format").map(|part| part.data.clone());
+    Ok((file.data.clone(), format))
 }
 
 fn csv_header_error(err: HeaderError) -> ApiError {

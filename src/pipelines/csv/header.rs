@@ -281,6 +281,32 @@ impl fmt::Display for HeaderError {
 
 impl std::error::Error for HeaderError {}
 
+/// The `format` hint of an upload from its query parameter and its multipart field, either
+/// or both (when both, they must agree). `Err` is the message of a 400: a value that is not
+/// one of the contract's, or two that differ.
+pub fn format_hint(query: Option<&str>, field: Option<&[u8]>) -> Result<FormatHint, String> {
+    let read = |value: &str| {
+        FormatHint::parse(value).ok_or_else(|| {
+            format!(
+                "format must be one of auto, goodreads, storygraph, librarything, plain; got {:?}",
+                value.chars().take(40).collect::<String>()
+            )
+        })
+    };
+    let field = field.map(String::from_utf8_lossy);
+    match (
+        query.map(read).transpose()?,
+        field.as_deref().map(read).transpose()?,
+    ) {
+        (Some(a), Some(b)) if a != b => Err(format!(
+            "the format parameter ({}) and the format field ({}) disagree",
+            a.as_str(),
+            b.as_str()
+        )),
+        (a, b) => Ok(a.or(b).unwrap_or_default()),
+    }
+}
+
 /// [`read_header_with`] in `auto` mode.
 pub fn read_header(input: &[u8], eof: bool) -> Result<(Header, Cursor), HeaderError> {
     read_header_with(input, eof, FormatHint::Auto)
@@ -1232,6 +1258,38 @@ pub(crate) mod tests {
             assert_eq!(FormatHint::parse(value), want, "{value:?}");
             if let Some(hint) = want {
                 assert_eq!(FormatHint::parse(hint.as_str()), Some(hint));
+            }
+        }
+    }
+
+    #[test]
+    fn reads_the_format_hint_of_an_upload() {
+        use FormatHint::*;
+        type Case<'a> = (
+            Option<&'a str>,
+            Option<&'a [u8]>,
+            Result<FormatHint, &'a str>,
+        );
+        let cases: &[Case] = &[
+            (None, None, Ok(Auto)),
+            (Some("goodreads"), None, Ok(Goodreads)),
+            (None, Some(b"plain\r\n"), Ok(Plain)),
+            (
+                Some("LibraryThing"),
+                Some(b"librarything"),
+                Ok(LibraryThing),
+            ),
+            (Some("goodreads"), Some(b"plain"), Err("disagree")),
+            (Some("csv"), None, Err("format must be one of")),
+            (None, Some(b""), Err("format must be one of")),
+            (None, Some(b"\xFFgoodreads"), Err("format must be one of")),
+        ];
+        for (query, field, want) in cases {
+            let got = format_hint(*query, *field);
+            match (got, want) {
+                (Ok(got), Ok(want)) => assert_eq!(got, *want),
+                (Err(message), Err(want)) => assert!(message.contains(want), "{message}"),
+                (got, want) => panic!("{query:?} {field:?}: {got:?}, want {want:?}"),
             }
         }
     }

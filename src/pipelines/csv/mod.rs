@@ -55,8 +55,8 @@ pub use book::{
 pub use dialect::{Delimiter, Encoding};
 pub use generate::generate_goodreads;
 pub use header::{
-    looks_like_goodreads_record, read_header, read_header_with, Format, FormatHint, Header,
-    HeaderError, MAX_HEADER_COLUMNS,
+    format_hint, looks_like_goodreads_record, read_header, read_header_with, Format, FormatHint,
+    Header, HeaderError, MAX_HEADER_COLUMNS,
 };
 pub use reader::{Dialect, FieldView, RawRecord, RecordReader, Step, MAX_RECORD_BYTES};
 pub use slice::{count_data_records, parse_slice, success_rate, SliceOutput};
