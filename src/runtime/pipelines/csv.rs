@@ -3,7 +3,8 @@
 use super::{Cache, StepFailure, StepOutcome};
 use crate::internal;
 use crate::pipelines::csv::{
-    count_data_records, parse_slice, success_rate, Book, Deduper, RowError, RowWarning,
+    apply_patches, count_data_records, parse_slice, success_rate, Book, BookPatch, BookRef,
+    Deduper, RowError, RowWarning,
 };
 use crate::pipelines::work::{CsvWork, Work};
 use crate::runtime::job_object::JobObject;
@@ -29,11 +30,17 @@ pub struct Pending {
     pub errors: Vec<RowError>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<RowWarning>,
+    /// Merges of duplicates into books of earlier slices, applied when results are read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub patches: Vec<BookPatch>,
 }
 
 impl Pending {
     fn is_empty(&self) -> bool {
-        self.books.is_empty() && self.errors.is_empty() && self.warnings.is_empty()
+        self.books.is_empty()
+            && self.errors.is_empty()
+            && self.warnings.is_empty()
+            && self.patches.is_empty()
     }
 }
 
@@ -58,11 +65,13 @@ pub fn take_pending(obj: &JobObject, batch: &mut WriteBatch) {
     }
     let mut books = pending.books.into_iter().peekable();
     let (mut errors, mut warnings) = (Some(pending.errors), Some(pending.warnings));
+    let mut patches = Some(pending.patches);
     loop {
         let slice = Pending {
             books: books.by_ref().take(BOOKS_PER_SLICE).collect(),
             errors: errors.take().unwrap_or_default(),
             warnings: warnings.take().unwrap_or_default(),
+            patches: patches.take().unwrap_or_default(),
         };
         let n = obj
             .with_job(|job| match &mut job.work {
@@ -117,8 +126,12 @@ async fn deduper(obj: &JobObject) -> worker::Result<Deduper> {
         return Ok(deduper);
     }
     let mut deduper = Deduper::default();
-    for slice in stored_slices(obj).await? {
+    let slices = stored_slices(obj).await?;
+    for slice in &slices {
         slice.books.iter().for_each(|book| deduper.remember(book));
+    }
+    for slice in &slices {
+        slice.patches.iter().for_each(|p| deduper.remember_patch(p));
     }
     Ok(deduper)
 }
@@ -160,6 +173,7 @@ pub async fn step(obj: &JobObject) -> worker::Result<Result<StepOutcome, StepFai
             cache.csv_pending.books.extend(out.books);
             cache.csv_pending.errors.extend(out.errors);
             cache.csv_pending.warnings.extend(out.warnings);
+            cache.csv_pending.patches.extend(out.patches);
         });
         let (cursor, totals) = (out.cursor, work.totals);
         obj.with_job(|job| {
@@ -199,7 +213,9 @@ pub async fn results(obj: &JobObject) -> worker::Result<Value> {
         all.books.append(&mut slice.books);
         all.errors.append(&mut slice.errors);
         all.warnings.append(&mut slice.warnings);
+        all.patches.append(&mut slice.patches);
     }
+    apply_patches(&mut all.books, BookRef(0), &all.patches);
     let mut document = json!({
         "books": all.books,
         "errors": all.errors,
