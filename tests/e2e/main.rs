@@ -12,6 +12,7 @@ mod csv;
 mod enrich;
 mod faults;
 mod hostile;
+mod inputs;
 mod load;
 mod scan;
 mod security;
