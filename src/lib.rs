@@ -25,9 +25,11 @@
 //! - [`internal`]: the Worker-to-object creation message.
 //! - [`logline`]: structured, credential-free log lines.
 //! - [`isbn`]: ISBN-10/13 validation and conversion, shared by every pipeline.
-//! - [`csv_import`]: resumable CSV parsing and the mapping of export formats to books.
+//! - [`csv_import`]: resumable CSV parsing of real-world exports (dialects, repairs, merged
+//!   duplicates; docs/IMPORT.md) and the mapping of export formats to books.
 //! - [`scan`]: image type detection, Gemini requests and responses, scan results.
 //! - [`enrich`]: Google Books and Open Library queries, parsing and match scoring.
+//! - `pipelines::provider_body`: provider answer bytes as text, whatever their encoding.
 //! - [`multipart`]: multipart/form-data bodies.
 //! - [`time`], [`base64`]: small helpers that would not justify a crate.
 //!

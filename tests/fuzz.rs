@@ -10,6 +10,13 @@
 //!   arbitrary bytes and generated exports never panic; a whole import ends `done` with
 //!   `data_records == books + errors + duplicates`, and importing in random slices and record
 //!   limits, with evictions that resume from the persisted state, gives the same result.
+//! - `fuzz_csv_dialects`: libraries generated in every recognised layout, delimiter and
+//!   encoding, then damaged as spreadsheets damage them (records wrapped in one cell, padded
+//!   cells, a lost header row, ISBNs turned into numbers): the import finds exactly the
+//!   generated books, the layout and dialect, one warning per repair, the same in slices.
+//! - `fuzz_csv_format_detection`: `read_header_with` on arbitrary first lines with every
+//!   `format` hint: a header row reads the same whatever the hint, and only a Goodreads record
+//!   is read without a header in `auto`.
 //! - `fuzz_gemini_responses`: `scan::gemini::parse_response` and `normalize` never panic; clean
 //!   generated answers yield one detection per book object, and every normalised book has a
 //!   title, confidence and box within 0..=1 (box inside the image) and a valid ISBN-13 if any.
