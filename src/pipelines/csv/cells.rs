@@ -120,9 +120,10 @@ fn read_candidate(candidate: &str) -> Candidate {
 }
 
 fn read_candidate_digits(text: &str, written: &str) -> Candidate {
-    let normalized = normalize(text);
-    if (7..=9).contains(&normalized.len()) && normalized.bytes().all(|b| b.is_ascii_digit()) {
-        let padded = format!("{normalized:0>10}");
+    // A spreadsheet's number is bare digits; checking that first keeps the common path (a
+    // 10- or 13-character ISBN) free of another allocation.
+    if (7..=9).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_digit()) {
+        let padded = format!("{text:0>10}");
         if is_valid_isbn10(&padded) {
             return Candidate::Valid {
                 isbn13: isbn10_to_13(&padded),
@@ -221,10 +222,10 @@ pub(crate) fn read_rating(cell: &str) -> Rating {
     if cell.is_empty() {
         return Rating::Unrated;
     }
-    let parsed: Option<f64> = if cell.contains('.') {
-        cell.parse().ok()
-    } else {
+    let parsed: Option<f64> = if cell.contains(',') && !cell.contains('.') {
         cell.replacen(',', ".", 1).parse().ok()
+    } else {
+        cell.parse().ok()
     };
     match parsed {
         Some(0.0) => Rating::Unrated,

@@ -302,14 +302,18 @@ fn record_to_book(
             None
         }
     });
-    let date_cells: Vec<Cow<'_, str>> = header
+    let date_read = header
         .dates_read
         .iter()
-        .map(|&column| row.cell(column))
-        .collect();
-    let date_read = date_cells.iter().find_map(|cell| parse_date_read(cell));
+        .find_map(|&column| parse_date_read(&row.cell(column)));
     if date_read.is_none() {
-        if let Some(written) = date_cells.iter().find(|cell| !cell.is_empty()) {
+        // Read again only on this rare path, so the common one allocates nothing for it.
+        let written = header
+            .dates_read
+            .iter()
+            .map(|&column| row.cell(column))
+            .find(|cell| !cell.is_empty());
+        if let Some(written) = written {
             let warning = format!("date read {written:?} is not a date: dropped");
             row.warn(warnings, "dateRead", warning);
         }
