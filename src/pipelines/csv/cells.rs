@@ -151,7 +151,9 @@ fn read_candidate_digits(text: &str, written: &str) -> Candidate {
 /// `None` when the text is not such a number. Digits past the mantissa were rounded away by
 /// the spreadsheet, so guessing them (as zeros or otherwise) would invent an ISBN.
 fn scientific_digits(text: &str) -> Option<Option<String>> {
-    let (mantissa, exponent) = text.split_once(['e', 'E'])?;
+    // Every identifier cell passes here: a byte scan rejects the common case cheaply.
+    let at = text.bytes().position(|b| b == b'e' || b == b'E')?;
+    let (mantissa, exponent) = (text.get(..at)?, text.get(at + 1..)?);
     let exponent: usize = exponent
         .strip_prefix('+')
         .unwrap_or(exponent)
@@ -174,15 +176,36 @@ fn identifier_candidates(cell: &str) -> impl Iterator<Item = &str> {
     let wrapping = |c: char| matches!(c, '=' | '"' | '\'' | '[' | ']') || c.is_whitespace();
     // `9,78044E+12` (a decimal comma) is one number, not a list.
     let one_number = scientific_digits(cell.trim_matches(wrapping)).is_some();
-    cell.split(move |c: char| !one_number && matches!(c, ',' | ';' | '|'))
+    let list_separator = move |b: u8| !one_number && matches!(b, b',' | b';' | b'|');
+    split_ascii(cell, list_separator)
         .map(move |piece| piece.trim_matches(wrapping))
         .filter_map(unlabel)
         .flat_map(|piece| {
-            let whole = !piece.contains(char::is_whitespace) || is_isbn_shaped(&normalize(piece));
-            piece.split(move |c: char| !whole && c.is_whitespace())
+            let spaced = piece.bytes().any(|b| b.is_ascii_whitespace());
+            let whole = !spaced || is_isbn_shaped(&normalize(piece));
+            split_ascii(piece, move |b| !whole && b.is_ascii_whitespace())
         })
         .map(move |piece| piece.trim_matches(wrapping))
         .filter(|piece| !piece.is_empty())
+}
+
+/// `text` split at every ASCII byte `separator` accepts. Splitting bytes rather than chars
+/// keeps this per-cell work cheap; an ASCII byte is always a char boundary.
+fn split_ascii(text: &str, separator: impl Fn(u8) -> bool) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let current = rest?;
+        match current.bytes().position(&separator) {
+            Some(at) => {
+                rest = current.get(at + 1..);
+                current.get(..at)
+            }
+            None => {
+                rest = None;
+                Some(current)
+            }
+        }
+    })
 }
 
 /// `isbn:978...` is its value; `amazon:B0...` is none of ours.
