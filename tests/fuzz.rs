@@ -1831,6 +1831,8 @@ struct GeminiCase {
     body: String,
     /// How many detections a clean answer must give.
     expected_detections: Option<usize>,
+    /// A clean answer listing only objects without a book field: `GeminiError::NotBooks`.
+    expect_not_books: bool,
     /// The prompt or the answer was blocked.
     expect_blocked: bool,
     photo_index: u32,
@@ -1955,8 +1957,32 @@ fn gemini_generated() -> BoxedStrategy<GeminiCase> {
             let answer_blocked = candidate_seen && BLOCKING_FINISH_REASONS.contains(&finish);
             let clean =
                 candidate_seen && !answer_blocked && content_shape == Shape::Normal && all_objects;
+            // A list of objects none of which has a book field is not a book list.
+            let book_keys = [
+                "title",
+                "author",
+                "authors",
+                "isbn",
+                "isbn13",
+                "isbn10",
+                "confidence",
+                "boundingBox",
+                "bounding_box",
+                "bbox",
+                "box",
+                "box_2d",
+            ];
+            let not_books = !books.is_empty()
+                && books
+                    .iter()
+                    .all(|b| book_keys.iter().all(|k| b.get(*k).is_none()));
+            let listed = matches!(
+                wrap,
+                Wrap::Bare | Wrap::Fenced | Wrap::Prose | Wrap::BooksObject | Wrap::JsonString
+            );
+            let expect_not_books = clean && listed && not_books;
             let expected_detections = match wrap {
-                _ if !clean => None,
+                _ if !clean || expect_not_books => None,
                 Wrap::Bare | Wrap::Fenced | Wrap::Prose | Wrap::BooksObject | Wrap::JsonString => {
                     Some(books.len())
                 }
@@ -1969,6 +1995,7 @@ fn gemini_generated() -> BoxedStrategy<GeminiCase> {
             GeminiCase {
                 body: Value::Object(root).to_string(),
                 expected_detections,
+                expect_not_books,
                 expect_blocked: prompt_blocked || answer_blocked,
                 photo_index,
             }
@@ -1980,6 +2007,7 @@ fn gemini_case() -> impl Strategy<Value = GeminiCase> {
     let unchecked = |body: String| GeminiCase {
         body,
         expected_detections: None,
+        expect_not_books: false,
         expect_blocked: false,
         photo_index: 0,
     };
@@ -2032,6 +2060,9 @@ fn check_gemini(case: GeminiCase) -> Result<(), TestCaseError> {
             "expected blocked, got {:?}",
             parsed
         );
+    }
+    if case.expect_not_books {
+        prop_assert_eq!(&parsed, &Err(GeminiError::NotBooks));
     }
     if let Some(count) = case.expected_detections {
         match &parsed {

@@ -106,8 +106,8 @@ pub enum GeminiError {
     NoCandidates,
     /// The answer text holds no JSON book list.
     NoJson,
-    /// The answer holds a JSON list, but of things that are not books: no entry has a title,
-    /// an author or an ISBN field (`[{"name": "mug", "colors": [...]}]`).
+    /// The answer holds a JSON list, but of things that are not books: no entry has a single
+    /// field of a book detection (`[{"name": "mug", "colors": [...]}]`).
     NotBooks,
     /// `finishReason` is `MAX_TOKENS` and the text is not complete JSON.
     Truncated,
@@ -142,7 +142,7 @@ impl GeminiError {
             Self::NoJson => "the AI provider's answer did not contain a book list".into(),
             Self::NotBooks => {
                 "the AI provider's answer did not contain a book list: it listed things \
-                 without a title, author or ISBN"
+                 without any book field (title, author, ISBN)"
                     .into()
             }
             Self::Truncated => {
@@ -335,8 +335,22 @@ enum Found {
     No,
 }
 
-/// The keys a book entry may carry; an object with none of them is not a book.
-const BOOK_KEYS: [&str; 6] = ["title", "author", "authors", "isbn", "isbn13", "isbn10"];
+/// The keys a book entry may carry (the schema's and the variants read below); an object with
+/// none of them is not a book. A detection with only a box is still a book nobody could read.
+const BOOK_KEYS: [&str; 12] = [
+    "title",
+    "author",
+    "authors",
+    "isbn",
+    "isbn13",
+    "isbn10",
+    "confidence",
+    "boundingBox",
+    "bounding_box",
+    "bbox",
+    "box",
+    "box_2d",
+];
 
 fn is_book_like(value: &Value) -> bool {
     value
@@ -1623,6 +1637,8 @@ mod tests {
             (r#"[{"name": "mug"}, {"title": "Dune"}]"#, Ok(1)),
             (r#"[{"title": null, "author": null}]"#, Ok(0)),
             (r#"[{"isbn": "9780441013593"}]"#, Ok(0)),
+            (r#"[{"confidence": 0.4, "box_2d": [1, 2, 3, 4]}]"#, Ok(0)),
+            ("[{}]", Err(GeminiError::NotBooks)),
             // An empty list is a photo without books, not a failure.
             ("[]", Ok(0)),
             (r#"{"books": []}"#, Ok(0)),
