@@ -16,7 +16,10 @@
 //! - [`engine`]: one job's life over a [`host::Host`]: requests, sockets, the alarm that runs
 //!   due tasks and races a pipeline step against them, progress, checkpoints and endings.
 //! - [`pipelines`]: one folder per pipeline (CSV import, shelf scan, batch enrichment, the
-//!   synthetic test pipeline), each with its parsing, provider formats and step logic.
+//!   synthetic test pipeline), each with its parsing, provider formats and step logic; the
+//!   CSV import reads real-world exports (dialects, repairs, merged duplicates:
+//!   docs/IMPORT.md), and `pipelines::provider_body` reads provider answers whatever their
+//!   encoding.
 //! - [`pipeline`]: the contract between them: the `Pipeline` trait and the `Ctx` a step sees.
 //! - [`job`]: the job core: state machine, persisted record, task schedule, write throttle.
 //! - [`host`]: what a job needs from its machine, and the values it trades in.
@@ -49,6 +52,22 @@ macro_rules! fixture {
             "/",
             $name
         ))
+    };
+}
+
+/// A binary test fixture under `tests/fixtures/<dir>/<name>` (a body with a byte-order mark,
+/// UTF-16 text), compiled into the test binary as bytes.
+#[cfg(test)]
+macro_rules! fixture_bytes {
+    ($dir:literal, $name:literal) => {
+        include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/",
+            $dir,
+            "/",
+            $name
+        ))
+        .as_slice()
     };
 }
 

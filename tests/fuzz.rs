@@ -10,6 +10,13 @@
 //!   arbitrary bytes and generated exports never panic; a whole import ends `done` with
 //!   `data_records == books + errors + duplicates`, and importing in random slices and record
 //!   limits, with evictions that resume from the persisted state, gives the same result.
+//! - `fuzz_csv_dialects`: libraries generated in every recognised layout, delimiter and
+//!   encoding, then damaged as spreadsheets damage them (records wrapped in one cell, padded
+//!   cells, a lost header row, ISBNs turned into numbers): the import finds exactly the
+//!   generated books, the layout and dialect, one warning per repair, the same in slices.
+//! - `fuzz_csv_format_detection`: `read_header_with` on arbitrary first lines with every
+//!   `format` hint: a header row reads the same whatever the hint, and only a Goodreads record
+//!   is read without a header in `auto`.
 //! - `fuzz_gemini_responses`: `scan::gemini::parse_response` and `normalize` never panic; clean
 //!   generated answers yield one detection per book object, and every normalised book has a
 //!   title, confidence and box within 0..=1 (box inside the image) and a valid ISBN-13 if any.
@@ -41,7 +48,8 @@ use bookstrack_jobs::isbn::{is_valid_isbn10, is_valid_isbn13, isbn13_to_10};
 use bookstrack_jobs::job::Pipeline;
 use bookstrack_jobs::multipart::{self, MultipartError, Part, MAX_PARTS};
 use bookstrack_jobs::pipelines::csv::{
-    count_data_records, parse_slice, read_header, Book, Cursor, Deduper, Header, ImportTotals,
+    apply_patches, count_data_records, parse_slice, read_header, read_header_with, Book, BookPatch,
+    BookRef, Cursor, Deduper, Delimiter, Encoding, Format, FormatHint, Header, ImportTotals,
     RowError, RowWarning,
 };
 use bookstrack_jobs::pipelines::enrich::{
@@ -858,6 +866,11 @@ fn import_whole(header: &Header, file: &[u8], start: Cursor) -> Result<Import, T
         "one unlimited pass over the whole file is not done"
     );
     prop_assert_eq!(out.cursor.offset, file.len() as u64);
+    prop_assert!(
+        out.patches.is_empty(),
+        "one pass merges in place: {:?}",
+        out.patches
+    );
     import.books = out.books;
     import.errors = out.errors;
     import.warnings = out.warnings;
@@ -865,14 +878,36 @@ fn import_whole(header: &Header, file: &[u8], start: Cursor) -> Result<Import, T
 }
 
 /// Drives `parse_slice` like the glue: the file arrives in pieces, each call restarts at the
-/// persisted cursor, and after an eviction everything comes back from storage.
+/// persisted cursor, books and patches are stored as they come, and after an eviction the
+/// deduper is rebuilt from the stored books and patches. The results reader applies the
+/// patches at the end.
 fn import_sliced(
     header: &Header,
     file: &[u8],
     start: Cursor,
     case: &CsvCase,
 ) -> Result<Import, TestCaseError> {
+    import_sliced_with(
+        header,
+        file,
+        start,
+        &case.sizes,
+        &case.limits,
+        &case.evictions,
+    )
+}
+
+/// [`import_sliced`] with the deliveries, record limits and evictions given, each cycled.
+fn import_sliced_with(
+    header: &Header,
+    file: &[u8],
+    start: Cursor,
+    sizes: &[usize],
+    limits: &[usize],
+    evictions: &[bool],
+) -> Result<Import, TestCaseError> {
     let mut import = Import::default();
+    let mut patches: Vec<BookPatch> = Vec::new();
     let mut header = header.clone();
     let mut deduper = Deduper::default();
     let mut cursor = start;
@@ -882,7 +917,7 @@ fn import_sliced(
     for call in 0.. {
         prop_assert!(call <= max_calls, "no progress after {call} calls");
         received = received
-            .saturating_add(case.sizes[call % case.sizes.len()])
+            .saturating_add(sizes[call % sizes.len()])
             .min(file.len());
         let eof = received == file.len();
         let input = file.get(cursor.offset as usize..received).ok_or_else(|| {
@@ -895,33 +930,48 @@ fn import_sliced(
             input,
             cursor,
             eof,
-            case.limits[call % case.limits.len()],
+            limits[call % limits.len()],
             &mut import.totals,
             &mut deduper,
         );
         prop_assert!(out.cursor.offset >= cursor.offset, "cursor went backwards");
+        prop_assert_eq!(deduper.len() as u64, import.totals.books);
+        for patch in &out.patches {
+            prop_assert!(
+                patch.book.0 < import.books.len() as u64,
+                "a patch names a book not stored before: {:?}",
+                patch
+            );
+        }
         import.books.extend(out.books);
         import.errors.extend(out.errors);
         import.warnings.extend(out.warnings);
+        patches.extend(out.patches);
         cursor = out.cursor;
         if out.done {
             break;
         }
-        if case.evictions[call % case.evictions.len()] {
+        if evictions[call % evictions.len()] {
             header = through_json(&header)?;
             cursor = through_json(&cursor)?;
             import.totals = through_json(&import.totals)?;
+            patches = through_json(&patches)?;
             deduper = Deduper::default();
             for book in &import.books {
                 deduper.remember(book);
             }
+            for patch in &patches {
+                deduper.remember_patch(patch);
+            }
         }
     }
+    apply_patches(&mut import.books, BookRef(0), &patches);
     Ok(import)
 }
 
-/// What the `Book`, `RowError` and `RowWarning` docs promise about each row.
-fn check_import_rows(import: &Import) -> Result<(), TestCaseError> {
+/// What the `Book`, `RowError` and `RowWarning` docs promise about each row; `first_line` is
+/// the line of the first data record (2 after a one-line header, 1 without one).
+fn check_import_rows(import: &Import, first_line: u64) -> Result<(), TestCaseError> {
     for book in &import.books {
         prop_assert!(!book.title.is_empty(), "book without a title: {:?}", book);
         if let Some(isbn) = &book.isbn {
@@ -947,10 +997,19 @@ fn check_import_rows(import: &Import) -> Result<(), TestCaseError> {
         }
     }
     for error in &import.errors {
-        prop_assert!(error.line >= 2 && !error.error.is_empty(), "{:?}", error);
+        prop_assert!(
+            error.line >= first_line && !error.error.is_empty(),
+            "{:?}",
+            error
+        );
     }
     for warning in &import.warnings {
-        prop_assert!(warning.line >= 2, "{:?}", warning);
+        prop_assert!(warning.line >= first_line, "{:?}", warning);
+        prop_assert!(
+            ["record", "isbn", "rating", "dateRead"].contains(&warning.field.as_str()),
+            "{:?}",
+            warning
+        );
     }
     Ok(())
 }
@@ -969,6 +1028,12 @@ fn check_csv(case: CsvCase) -> Result<(), TestCaseError> {
         return Ok(());
     };
     if let Ok((early_header, _)) = early {
+        // The encoding is decided from the bytes the header was read from; the rest of the
+        // header cannot depend on how much of the file had arrived.
+        let early_header = Header {
+            encoding: header.encoding,
+            ..early_header
+        };
         prop_assert_eq!(&early_header, &header);
     }
     let whole = import_whole(&header, file, start)?;
@@ -984,7 +1049,7 @@ fn check_csv(case: CsvCase) -> Result<(), TestCaseError> {
         count_data_records(&header, rest, start),
         totals.data_records
     );
-    check_import_rows(&whole)?;
+    check_import_rows(&whole, start.line)?;
     let sliced = import_sliced(&header, file, start, &case)?;
     prop_assert_eq!(sliced, whole);
     Ok(())
@@ -993,6 +1058,582 @@ fn check_csv(case: CsvCase) -> Result<(), TestCaseError> {
 #[test]
 fn fuzz_csv_reader() {
     run_target("csv_reader", csv_case(), check_csv);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2b. CSV dialects and repairs
+//
+// Exports written in every recognised layout, each delimiter and both encodings, then damaged
+// the way spreadsheets damage them (records wrapped whole in one cell, cells padded around
+// their quotes, the header row lost, ISBNs turned into numbers). The oracle is the generated
+// library itself: the import must find exactly those books, with a warning per repair.
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Layout {
+    Goodreads,
+    StoryGraph,
+    LibraryThing,
+    BookBuddy,
+    Calibre,
+    Plain,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Damage {
+    None,
+    Wrapped,
+    Padded,
+    Headerless,
+    Numbers,
+}
+
+/// A book as the generator means it.
+#[derive(Debug, Clone)]
+struct LibraryBook {
+    title: String,
+    author: String,
+    isbn10: Option<String>,
+    /// In quarter stars, 0 (unrated) to 20.
+    quarters: u8,
+    date: Option<(u32, u32, u32)>,
+    shelf: Option<&'static str>,
+}
+
+#[derive(Debug, Clone)]
+struct DialectCase {
+    layout: Layout,
+    delimiter: u8,
+    windows_1252: bool,
+    bom: bool,
+    crlf: bool,
+    damage: Damage,
+    books: Vec<LibraryBook>,
+    chunk: usize,
+    max_records: usize,
+}
+
+const BOOKBUDDY_LAYOUT: &[&str] = &[
+    "Title",
+    "Subtitle",
+    "Series",
+    "Author",
+    "Author (Last, First)",
+    "Publisher",
+    "Status",
+    "Rating",
+    "Google VolumeID",
+    "ISBN",
+    "Date Added",
+    "Date Finished",
+    "Notes",
+];
+const CALIBRE_LAYOUT: &[&str] = &[
+    "author_sort",
+    "authors",
+    "comments",
+    "id",
+    "identifiers",
+    "isbn",
+    "pubdate",
+    "rating",
+    "tags",
+    "title",
+    "title_sort",
+    "uuid",
+];
+const SHELVES: &[&str] = &["read", "to-read", "currently-reading"];
+
+impl Layout {
+    fn names(self) -> &'static [&'static str] {
+        use bookstrack_jobs::pipelines::csv::layouts;
+        match self {
+            Self::Goodreads => layouts::GOODREADS,
+            Self::StoryGraph => layouts::STORYGRAPH,
+            Self::LibraryThing => layouts::LIBRARYTHING,
+            Self::BookBuddy => BOOKBUDDY_LAYOUT,
+            Self::Calibre => CALIBRE_LAYOUT,
+            Self::Plain => layouts::PLAIN,
+        }
+    }
+
+    fn format(self) -> Format {
+        match self {
+            Self::Goodreads => Format::Goodreads,
+            Self::StoryGraph => Format::StoryGraph,
+            Self::LibraryThing => Format::LibraryThing,
+            Self::BookBuddy => Format::BookBuddy,
+            Self::Calibre => Format::Calibre,
+            Self::Plain => Format::Plain,
+        }
+    }
+
+    /// The hint a header-less file in this layout needs, if it can be read at all.
+    fn headerless_hint(self) -> Option<FormatHint> {
+        match self {
+            Self::Goodreads => Some(FormatHint::Auto),
+            Self::StoryGraph => Some(FormatHint::StoryGraph),
+            Self::LibraryThing => Some(FormatHint::LibraryThing),
+            Self::Plain => Some(FormatHint::Plain),
+            Self::BookBuddy | Self::Calibre => None,
+        }
+    }
+
+    /// The rating as this export writes it: Goodreads whole stars, StoryGraph quarters, the
+    /// others halves. Returns the text and the value an import must read.
+    fn rating(self, quarters: u8) -> (String, Option<f64>) {
+        let value = match self {
+            Self::Goodreads => f64::from(quarters / 4),
+            Self::StoryGraph => f64::from(quarters) / 4.0,
+            _ => f64::from(quarters / 2) / 2.0,
+        };
+        match (self, value > 0.0) {
+            (Self::StoryGraph | Self::Calibre | Self::Plain, false) => (String::new(), None),
+            (_, false) => ("0".into(), None),
+            (_, true) => (value.to_string(), Some(value)),
+        }
+    }
+
+    /// The record's cells and the book an import must find in them.
+    fn record(self, index: usize, book: &LibraryBook, numbers: bool) -> (Vec<String>, Book) {
+        let names = self.names();
+        let mut cells = vec![String::new(); names.len()];
+        let mut set = |name: &str, value: String| {
+            if let Some(i) = names.iter().position(|n| *n == name) {
+                cells[i] = value;
+            }
+        };
+        let isbn13 = book
+            .isbn10
+            .as_ref()
+            .map(|i| isbn13_from_stem(&format!("978{}", &i[..9])));
+        let (rating_text, rating) = self.rating(book.quarters);
+        let date = |sep: char| {
+            book.date
+                .map(|(y, m, d)| format!("{y:04}{sep}{m:02}{sep}{d:02}"))
+                .unwrap_or_default()
+        };
+        let mut expected = Book {
+            title: book.title.clone(),
+            author: book.author.clone(),
+            isbn: isbn13.clone(),
+            isbn10: book.isbn10.clone(),
+            identifier: None,
+            shelf: book.shelf.map(Into::into),
+            rating,
+            date_read: book.date.map(|(y, m, d)| format!("{y:04}-{m:02}-{d:02}")),
+            series: None,
+            series_number: None,
+        };
+        match self {
+            Self::Goodreads => {
+                set("Book Id", (100_000 + index).to_string());
+                set("Title", book.title.clone());
+                set("Author", book.author.clone());
+                let (isbn, isbn13_cell) = match (&book.isbn10, &isbn13) {
+                    (Some(i10), Some(i13)) if numbers => {
+                        // A spreadsheet's numbers: leading zeros gone, the 13 in E notation;
+                        // an ISBN ending in X stays text.
+                        let ten = if i10.ends_with('X') {
+                            i10.clone()
+                        } else {
+                            i10.trim_start_matches('0').to_string()
+                        };
+                        (ten, format!("{}.{}E+12", &i13[..1], &i13[1..6]))
+                    }
+                    (Some(i10), Some(i13)) => (format!("=\"{i10}\""), format!("=\"{i13}\"")),
+                    _ if numbers => (String::new(), String::new()),
+                    _ => ("=\"\"".into(), "=\"\"".into()),
+                };
+                set("ISBN", isbn);
+                set("ISBN13", isbn13_cell);
+                set("My Rating", rating_text);
+                set("Date Read", date('/'));
+                set("Exclusive Shelf", book.shelf.unwrap_or("").into());
+            }
+            Self::StoryGraph => {
+                set("Title", book.title.clone());
+                set("Authors", book.author.clone());
+                set("ISBN/UID", isbn13.clone().unwrap_or_default());
+                set("Read Status", book.shelf.unwrap_or("").into());
+                set("Last Date Read", date('/'));
+                set("Star Rating", rating_text);
+            }
+            Self::LibraryThing => {
+                set("Book Id", (300_000 + index).to_string());
+                set("Title", book.title.clone());
+                set("Primary Author", book.author.clone());
+                set("Rating", rating_text);
+                set("Date Read", date('-'));
+                set("Collections", book.shelf.unwrap_or("").into());
+                if let (Some(i10), Some(i13)) = (&book.isbn10, &isbn13) {
+                    set("ISBN", format!("[{i10}]"));
+                    set("ISBNs", format!("{i10}, {i13}"));
+                }
+            }
+            Self::BookBuddy => {
+                set("Title", book.title.clone());
+                set("Author", book.author.clone());
+                set("Status", book.shelf.unwrap_or("").into());
+                set("Rating", rating_text);
+                set("Google VolumeID", format!("vol{index}"));
+                set("ISBN", isbn13.clone().unwrap_or_default());
+                set("Date Finished", date('/'));
+            }
+            Self::Calibre => {
+                set("author_sort", book.author.clone());
+                set("authors", book.author.clone());
+                set("id", index.to_string());
+                if let Some(i13) = &isbn13 {
+                    set("identifiers", format!("goodreads:{index},isbn:{i13}"));
+                    set("isbn", i13.clone());
+                }
+                set("rating", rating_text);
+                set("title", book.title.clone());
+                set("uuid", format!("uuid-{index}"));
+                expected.shelf = None;
+                expected.date_read = None;
+            }
+            Self::Plain => {
+                set("Title", book.title.clone());
+                set("Author", book.author.clone());
+                set("ISBN", book.isbn10.clone().unwrap_or_default());
+                expected.shelf = None;
+                expected.rating = None;
+                expected.date_read = None;
+            }
+        }
+        (cells, expected)
+    }
+}
+
+/// A cell as a careful writer quotes it (calibre quotes everything).
+fn write_dialect_cell(cell: &str, delimiter: u8, always: bool) -> String {
+    let special = cell
+        .bytes()
+        .any(|b| b == delimiter || matches!(b, b'"' | b'\r' | b'\n'));
+    if always || special {
+        format!("\"{}\"", cell.replace('"', "\"\""))
+    } else {
+        cell.to_string()
+    }
+}
+
+fn dialect_text() -> BoxedStrategy<String> {
+    "[A-Za-z\u{e9}\u{fc}\u{d8}\u{df}\u{c5} ,\"';]{0,14}".boxed()
+}
+
+fn library_book() -> BoxedStrategy<LibraryBook> {
+    (
+        dialect_text(),
+        "[A-Z][a-z\u{e9}]{2,8}( [A-Z][a-z]{2,8}){0,2}",
+        prop::option::weighted(0.8, 1_000_000u32..999_999_999),
+        0u8..=20,
+        prop::option::of((2000u32..=2024, 1u32..=12, 1u32..=28)),
+        prop::option::of(select(SHELVES)),
+        any::<bool>(),
+    )
+        .prop_map(|(title, author, stem, quarters, date, shelf, multiline)| {
+            let title = if multiline {
+                format!("{title}\nline two")
+            } else {
+                title
+            };
+            LibraryBook {
+                title,
+                author,
+                isbn10: stem.map(|n| isbn10_from_stem(&format!("{n:09}"))),
+                quarters,
+                date,
+                shelf,
+            }
+        })
+        .boxed()
+}
+
+fn dialect_case() -> impl Strategy<Value = DialectCase> {
+    (
+        select(vec![
+            Layout::Goodreads,
+            Layout::StoryGraph,
+            Layout::LibraryThing,
+            Layout::BookBuddy,
+            Layout::Calibre,
+            Layout::Plain,
+        ]),
+        select(b",\t;".to_vec()),
+        (any::<bool>(), any::<bool>(), any::<bool>()),
+        select(vec![
+            Damage::None,
+            Damage::Wrapped,
+            Damage::Padded,
+            Damage::Headerless,
+            Damage::Numbers,
+        ]),
+        prop::collection::vec(library_book(), 1..8),
+        (1usize..=64, 1usize..=3),
+    )
+        .prop_map(
+            |(layout, delimiter, (windows_1252, bom, crlf), damage, books, (chunk, max))| {
+                // Each damage where it can happen: numbers in Goodreads' ISBN columns, a lost
+                // header where a layout can be read without one.
+                let damage = match damage {
+                    Damage::Numbers if layout != Layout::Goodreads => Damage::None,
+                    Damage::Headerless if layout.headerless_hint().is_none() => Damage::None,
+                    other => other,
+                };
+                // LibraryThing's header-less layout is its tab-separated one.
+                let delimiter = if damage == Damage::Headerless && layout == Layout::LibraryThing {
+                    b'\t'
+                } else {
+                    delimiter
+                };
+                // A cell padded around its quotes cannot hold a line break (docs/IMPORT.md).
+                let books = books
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, mut book)| {
+                        if damage == Damage::Padded {
+                            book.title = book.title.replace("\nline two", "");
+                        }
+                        // Without a header, the delimiter is read off the first record, whose
+                        // values must not hold more of another separator (docs/IMPORT.md).
+                        if damage == Damage::Headerless {
+                            book.title = book
+                                .title
+                                .chars()
+                                .map(|c| match c {
+                                    ',' | ';' | '\t' if c as u32 != u32::from(delimiter) => ' ',
+                                    c => c,
+                                })
+                                .collect();
+                        }
+                        // Unique titles and ISBNs: the import must find every book.
+                        book.title = format!("B{i} {}", book.title.trim()).trim().to_string();
+                        book.isbn10 = book
+                            .isbn10
+                            .map(|_| isbn10_from_stem(&format!("{:09}", 1_000_000 + i * 104_729)));
+                        book
+                    })
+                    .collect();
+                DialectCase {
+                    layout,
+                    delimiter,
+                    windows_1252,
+                    // A Windows-1252 file has no BOM; calibre always writes one.
+                    bom: !windows_1252 && (bom || layout == Layout::Calibre),
+                    crlf,
+                    damage,
+                    books,
+                    chunk,
+                    max_records: max,
+                }
+            },
+        )
+}
+
+/// The file a case describes, the books it holds and the warnings their repairs give.
+fn dialect_file(case: &DialectCase) -> (Vec<u8>, Vec<Book>, Vec<(u64, &'static str)>) {
+    let delimiter = case.delimiter;
+    let always = case.layout == Layout::Calibre;
+    let mut records: Vec<Vec<String>> = Vec::new();
+    let mut expected = Vec::new();
+    records.push(
+        case.layout
+            .names()
+            .iter()
+            .map(|n| write_dialect_cell(n, delimiter, false))
+            .collect(),
+    );
+    for (i, book) in case.books.iter().enumerate() {
+        let (cells, want) = case.layout.record(i, book, case.damage == Damage::Numbers);
+        records.push(
+            cells
+                .iter()
+                .map(|c| write_dialect_cell(c, delimiter, always))
+                .collect(),
+        );
+        expected.push(want);
+    }
+    let separator = (delimiter as char).to_string();
+    let mut lines: Vec<String> = match case.damage {
+        Damage::Padded => {
+            let columns = records[0].len();
+            let widths: Vec<usize> = (0..columns)
+                .map(|c| {
+                    records
+                        .iter()
+                        .map(|r| r[c].chars().count())
+                        .max()
+                        .unwrap_or(0)
+                })
+                .collect();
+            let joiner = format!("{separator} ");
+            records
+                .iter()
+                .map(|r| {
+                    let padded: Vec<String> = r
+                        .iter()
+                        .zip(&widths)
+                        .map(|(cell, width)| format!("{cell:<width$}"))
+                        .collect();
+                    padded.join(&joiner).trim_end().to_string()
+                })
+                .collect()
+        }
+        _ => records.iter().map(|r| r.join(&separator)).collect(),
+    };
+    if case.damage == Damage::Wrapped {
+        for line in lines.iter_mut().skip(1) {
+            *line = format!("\"{}\";", line.replace('"', "\"\""));
+        }
+    }
+    if case.damage == Damage::Headerless {
+        lines.remove(0);
+    }
+    let newline = if case.crlf { "\r\n" } else { "\n" };
+    let text = lines.join(newline) + newline;
+    let mut file = Vec::new();
+    if case.bom {
+        file.extend_from_slice(b"\xEF\xBB\xBF");
+    }
+    if case.windows_1252 {
+        // Every generated character is Latin-1, which Windows-1252 writes as its code point.
+        file.extend(
+            text.chars()
+                .map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?')),
+        );
+    } else {
+        file.extend_from_slice(text.as_bytes());
+    }
+    // Where each book's record starts, for the warnings a repair gives.
+    let mut warnings = Vec::new();
+    let mut line = if case.damage == Damage::Headerless {
+        1
+    } else {
+        2
+    };
+    for (book, record) in case
+        .books
+        .iter()
+        .zip(&lines[lines.len() - case.books.len()..])
+    {
+        if case.damage == Damage::Wrapped {
+            warnings.push((line, "record"));
+        }
+        let zero_lost = book
+            .isbn10
+            .as_ref()
+            .is_some_and(|i| i.starts_with('0') && !i.ends_with('X'));
+        if case.damage == Damage::Numbers && zero_lost {
+            warnings.push((line, "isbn"));
+        }
+        line += 1 + record.matches('\n').count() as u64;
+    }
+    (file, expected, warnings)
+}
+
+fn check_dialect(case: DialectCase) -> Result<(), TestCaseError> {
+    let (file, expected, warnings) = dialect_file(&case);
+    let hint = match case.damage {
+        Damage::Headerless => case.layout.headerless_hint().unwrap_or_default(),
+        _ => FormatHint::Auto,
+    };
+    let (header, start) = read_header_with(&file, true, hint).map_err(|e| {
+        fail(format!(
+            "header refused: {e}; file {:?}",
+            Bytes(file.clone())
+        ))
+    })?;
+    prop_assert_eq!(header.format, case.layout.format());
+    let delimiter = match case.delimiter {
+        b'\t' => Delimiter::Tab,
+        b';' => Delimiter::Semicolon,
+        _ => Delimiter::Comma,
+    };
+    prop_assert_eq!(header.delimiter, delimiter);
+    prop_assert_eq!(header.headerless, case.damage == Damage::Headerless);
+    prop_assert_eq!(header.padded, case.damage == Damage::Padded);
+    if case.windows_1252 && !file.is_ascii() {
+        prop_assert_eq!(header.encoding, Encoding::Windows1252);
+    }
+    let whole = import_whole(&header, &file, start)?;
+    prop_assert_eq!(&whole.errors, &Vec::<RowError>::new());
+    prop_assert_eq!(&whole.books, &expected);
+    let got: Vec<(u64, &str)> = whole
+        .warnings
+        .iter()
+        .map(|w| (w.line, w.field.as_str()))
+        .collect();
+    prop_assert_eq!(got, warnings);
+    let sliced = import_sliced_with(
+        &header,
+        &file,
+        start,
+        &[case.chunk],
+        &[case.max_records],
+        &[false, true],
+    )?;
+    prop_assert_eq!(sliced, whole);
+    Ok(())
+}
+
+#[test]
+fn fuzz_csv_dialects() {
+    run_target("csv_dialects", dialect_case(), check_dialect);
+}
+
+/// Format detection on arbitrary first lines, with every hint: never a panic, and a header-less
+/// reading only where the docs allow one.
+fn check_format_detection((bytes, hint): (Vec<u8>, FormatHint)) -> Result<(), TestCaseError> {
+    let auto = read_header(&bytes, true);
+    match read_header_with(&bytes, true, hint) {
+        Ok((header, cursor)) => {
+            prop_assert_eq!(header.names.len(), header.column_count);
+            if header.headerless {
+                prop_assert!(
+                    hint != FormatHint::Auto || header.format == Format::Goodreads,
+                    "auto reads only Goodreads without a header"
+                );
+                prop_assert!(cursor.line >= 1);
+            } else {
+                // A header row speaks for itself, whatever the hint.
+                let (auto_header, auto_cursor) =
+                    auto.map_err(|e| fail(format!("auto refused a header row: {e}")))?;
+                prop_assert_eq!(auto_header, header);
+                prop_assert_eq!(auto_cursor, cursor);
+            }
+        }
+        Err(_) => prop_assert!(auto.is_err(), "a hint refused what auto read"),
+    }
+    Ok(())
+}
+
+#[test]
+fn fuzz_csv_format_detection() {
+    let hints = vec![
+        FormatHint::Auto,
+        FormatHint::Goodreads,
+        FormatHint::StoryGraph,
+        FormatHint::LibraryThing,
+        FormatHint::Plain,
+    ];
+    let first_line = prop_oneof![
+        2 => csv_bytes().boxed(),
+        2 => shaped_csv(),
+        1 => prop::collection::vec(csv_cell(), 20..32).prop_map(|cells| {
+            let mut line = b"1".to_vec();
+            for cell in cells {
+                line.push(b',');
+                write_cell(&cell, 0, &mut line);
+            }
+            line
+        }).boxed(),
+    ];
+    run_target(
+        "csv_format_detection",
+        (first_line, select(hints)),
+        check_format_detection,
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1190,6 +1831,8 @@ struct GeminiCase {
     body: String,
     /// How many detections a clean answer must give.
     expected_detections: Option<usize>,
+    /// A clean answer listing only objects without a book field: `GeminiError::NotBooks`.
+    expect_not_books: bool,
     /// The prompt or the answer was blocked.
     expect_blocked: bool,
     photo_index: u32,
@@ -1314,8 +1957,32 @@ fn gemini_generated() -> BoxedStrategy<GeminiCase> {
             let answer_blocked = candidate_seen && BLOCKING_FINISH_REASONS.contains(&finish);
             let clean =
                 candidate_seen && !answer_blocked && content_shape == Shape::Normal && all_objects;
+            // A list of objects none of which has a book field is not a book list.
+            let book_keys = [
+                "title",
+                "author",
+                "authors",
+                "isbn",
+                "isbn13",
+                "isbn10",
+                "confidence",
+                "boundingBox",
+                "bounding_box",
+                "bbox",
+                "box",
+                "box_2d",
+            ];
+            let not_books = !books.is_empty()
+                && books
+                    .iter()
+                    .all(|b| book_keys.iter().all(|k| b.get(*k).is_none()));
+            let listed = matches!(
+                wrap,
+                Wrap::Bare | Wrap::Fenced | Wrap::Prose | Wrap::BooksObject | Wrap::JsonString
+            );
+            let expect_not_books = clean && listed && not_books;
             let expected_detections = match wrap {
-                _ if !clean => None,
+                _ if !clean || expect_not_books => None,
                 Wrap::Bare | Wrap::Fenced | Wrap::Prose | Wrap::BooksObject | Wrap::JsonString => {
                     Some(books.len())
                 }
@@ -1328,6 +1995,7 @@ fn gemini_generated() -> BoxedStrategy<GeminiCase> {
             GeminiCase {
                 body: Value::Object(root).to_string(),
                 expected_detections,
+                expect_not_books,
                 expect_blocked: prompt_blocked || answer_blocked,
                 photo_index,
             }
@@ -1339,6 +2007,7 @@ fn gemini_case() -> impl Strategy<Value = GeminiCase> {
     let unchecked = |body: String| GeminiCase {
         body,
         expected_detections: None,
+        expect_not_books: false,
         expect_blocked: false,
         photo_index: 0,
     };
@@ -1391,6 +2060,9 @@ fn check_gemini(case: GeminiCase) -> Result<(), TestCaseError> {
             "expected blocked, got {:?}",
             parsed
         );
+    }
+    if case.expect_not_books {
+        prop_assert_eq!(&parsed, &Err(GeminiError::NotBooks));
     }
     if let Some(count) = case.expected_detections {
         match &parsed {

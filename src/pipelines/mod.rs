@@ -3,6 +3,7 @@
 
 pub mod csv;
 pub mod enrich;
+pub mod provider_body;
 pub mod scan;
 pub mod synthetic;
 pub mod work;

@@ -10,11 +10,13 @@ use crate::internal::{self, Blob, CreateJob};
 use crate::job::Pipeline;
 use crate::keys;
 use crate::limits::{
-    CSV_BODY_BYTES, CSV_HEADER_WINDOW_BYTES, ENRICHMENT_BODY_BYTES, MULTIPART_OVERHEAD_BYTES,
-    SMALL_JSON_BODY_BYTES,
+    single_query_param, CSV_BODY_BYTES, CSV_HEADER_WINDOW_BYTES, ENRICHMENT_BODY_BYTES,
+    MULTIPART_OVERHEAD_BYTES, SMALL_JSON_BODY_BYTES,
 };
 use crate::multipart;
-use crate::pipelines::csv::{read_header, CsvWork, HeaderError, ImportTotals, MAX_HEADER_COLUMNS};
+use crate::pipelines::csv::{
+    format_hint, read_header_with, CsvWork, HeaderError, ImportTotals, MAX_HEADER_COLUMNS,
+};
 use crate::pipelines::enrich::{self, EnrichWork};
 use crate::pipelines::scan::request::{self as scan_request, ScanImage};
 use crate::pipelines::scan::{ScanPhoto, ScanWork};
@@ -137,12 +139,16 @@ pub async fn enrichment(ctx: &Ctx<'_>, req: &mut Request) -> Result<Response, Ap
 /// `POST /api/import/csv`: the header is checked before any job exists (contract section 2).
 pub async fn csv_import(ctx: &Ctx<'_>, req: &mut Request) -> Result<Response, ApiError> {
     let idempotent = Idempotent::of(req)?;
-    let file = read_csv_upload(req).await?;
+    let query_format = csv_query_format(req)?;
+    let (file, field_format) = read_csv_upload(req).await?;
+    let hint = format_hint(query_format.as_deref(), field_format.as_deref())
+        .map_err(|message| ApiError::invalid(message).with_details(json!({ "field": "format" })))?;
     let prefix = &file[..file.len().min(CSV_HEADER_WINDOW_BYTES)];
     let (header, cursor) =
-        read_header(prefix, prefix.len() == file.len()).map_err(csv_header_error)?;
+        read_header_with(prefix, prefix.len() == file.len(), hint).map_err(csv_header_error)?;
     ctx.limit(Bucket::Csv).await?;
-    let (job_id, idempotency) = idempotent.job(ctx, "csv", None, &[&file]);
+    let hint_part = format!("{hint:?}");
+    let (job_id, idempotency) = idempotent.job(ctx, "csv", None, &[hint_part.as_bytes(), &file]);
     let create = CreateJob {
         job_id,
         pipeline: Pipeline::CsvImport,
@@ -169,12 +175,18 @@ const CSV_MEDIA_TYPES: &[&str] = &[
     "application/vnd.ms-excel",
 ];
 
+/// The `format` query parameter of a CSV upload (contract 9.1), if given once.
+fn csv_query_format(req: &Request) -> Result<Option<String>, ApiError> {
+    let pairs = http::query_pairs(req)?;
+    Ok(single_query_param(&pairs, "format")?.map(str::to_owned))
+}
+
 /// Reads a CSV upload: a raw body of a CSV media type, or the `file` field of a multipart
-/// form. Over 10 MiB is 413, other media types are 415.
-async fn read_csv_upload(req: &mut Request) -> Result<Vec<u8>, ApiError> {
+/// form, with the form's `format` field if any. Over 10 MiB is 413, other media types are 415.
+async fn read_csv_upload(req: &mut Request) -> Result<(Vec<u8>, Option<Vec<u8>>), ApiError> {
     let media = http::media_type(req).unwrap_or_default();
     if CSV_MEDIA_TYPES.contains(&media.as_str()) {
-        return http::read_body_limited(req, CSV_BODY_BYTES).await;
+        return Ok((http::read_body_limited(req, CSV_BODY_BYTES).await?, None));
     }
     if media != "multipart/form-data" {
         let shown = if media.is_empty() {
@@ -196,7 +208,8 @@ async fn read_csv_upload(req: &mut Request) -> Result<Vec<u8>, ApiError> {
     if file.data.len() > CSV_BODY_BYTES {
         return Err(ApiError::too_large(CSV_BODY_BYTES));
     }
-    Ok(file.data.clone())
+    let format = multipart::find_field(&parts, "format").map(|part| part.data.clone());
+    Ok((file.data.clone(), format))
 }
 
 fn csv_header_error(err: HeaderError) -> ApiError {

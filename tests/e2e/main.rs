@@ -15,6 +15,7 @@ mod enrich;
 mod faults;
 mod hostile;
 mod idempotency;
+mod inputs;
 mod load;
 mod resume;
 mod scan;

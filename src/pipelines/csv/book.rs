@@ -2,7 +2,7 @@
 
 use super::cells::{push_dedupe_text, split_series};
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 /// One imported book, in the contract's results shape plus the series extension fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,12 +44,21 @@ pub struct RowError {
     pub error: String,
 }
 
-/// Something worth telling the user about a row that was still imported.
+/// Something worth telling the user about a row that was still imported: a value repaired or
+/// dropped while the book was kept (contract 9.1).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RowWarning {
     pub line: u64,
+    /// The results field it is about (`isbn`, `rating`, `dateRead`), or `record` for the
+    /// whole row. Warnings stored before the field existed read as `record`.
+    #[serde(default = "record_field")]
+    pub field: String,
     pub warning: String,
+}
+
+fn record_field() -> String {
+    "record".to_string()
 }
 
 /// Totals over the whole import; persisted by the glue together with the cursor. Every data
@@ -73,45 +82,250 @@ pub struct ImportResults {
     pub success_rate: String,
 }
 
-/// Remembers the dedupe keys of kept books. Not persisted: after an eviction the glue rebuilds
-/// it by calling `remember` for every book already stored.
+/// A kept book: its position among all the books of the import (0-based, file order). It is
+/// what a [`BookPatch`] names, so the glue may store books in slices of any size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct BookRef(pub u64);
+
+/// A field a later duplicate may fill in its first occurrence (contract 9.1). `Isbn` brings
+/// the duplicate's `isbn10` with it: an ISBN-10 of another edition beside the ISBN-13 would
+/// describe two books.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MergeField {
+    Isbn,
+    Rating,
+    DateRead,
+    Shelf,
+}
+
+impl MergeField {
+    const ALL: [MergeField; 4] = [Self::Isbn, Self::Rating, Self::DateRead, Self::Shelf];
+
+    fn bit(self) -> u8 {
+        match self {
+            Self::Isbn => 1,
+            Self::Rating => 2,
+            Self::DateRead => 4,
+            Self::Shelf => 8,
+        }
+    }
+
+    fn present(self, book: &Book) -> bool {
+        match self {
+            Self::Isbn => book.isbn.is_some(),
+            Self::Rating => book.rating.is_some(),
+            Self::DateRead => book.date_read.is_some(),
+            Self::Shelf => book.shelf.is_some(),
+        }
+    }
+
+    /// The bits of the fields `book` lacks.
+    fn lacking(book: &Book) -> u8 {
+        Self::ALL
+            .iter()
+            .filter(|field| !field.present(book))
+            .fold(0, |bits, field| bits | field.bit())
+    }
+}
+
+/// What [`Deduper::admit`] decided about a book.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// A new book, kept at this position.
+    New(BookRef),
+    /// A duplicate of the kept book `merged_into`, which takes the `filled` fields from it
+    /// (none when it lacked nothing the duplicate had).
+    Duplicate {
+        merged_into: BookRef,
+        filled: Vec<MergeField>,
+    },
+}
+
+/// The values a duplicate gives the kept book it merged into. Applying is idempotent and
+/// first-wins (a field already set is never changed), so patches can be stored and applied in
+/// file order by whoever reads the results, and a patch applied twice changes nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BookPatch {
+    pub book: BookRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isbn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isbn10: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rating: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date_read: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shelf: Option<String>,
+}
+
+impl BookPatch {
+    /// The patch that carries `duplicate`'s values for `filled` into `merged_into`.
+    pub fn new(merged_into: BookRef, filled: &[MergeField], duplicate: &Book) -> Self {
+        let take = |field: MergeField| filled.contains(&field);
+        Self {
+            book: merged_into,
+            isbn: duplicate.isbn.clone().filter(|_| take(MergeField::Isbn)),
+            isbn10: duplicate.isbn10.clone().filter(|_| take(MergeField::Isbn)),
+            rating: duplicate.rating.filter(|_| take(MergeField::Rating)),
+            date_read: duplicate
+                .date_read
+                .clone()
+                .filter(|_| take(MergeField::DateRead)),
+            shelf: duplicate.shelf.clone().filter(|_| take(MergeField::Shelf)),
+        }
+    }
+
+    /// Fills what `book` lacks. An ISBN comes with its ISBN-10 and replaces a non-ISBN
+    /// `identifier`, as a row with a valid ISBN carries none (contract section 2).
+    pub fn apply(&self, book: &mut Book) {
+        if let (None, Some(isbn)) = (&book.isbn, &self.isbn) {
+            book.isbn = Some(isbn.clone());
+            book.isbn10.clone_from(&self.isbn10);
+            book.identifier = None;
+        }
+        if book.rating.is_none() {
+            book.rating = self.rating;
+        }
+        if book.date_read.is_none() {
+            book.date_read.clone_from(&self.date_read);
+        }
+        if book.shelf.is_none() {
+            book.shelf.clone_from(&self.shelf);
+        }
+    }
+}
+
+/// Applies, in order, the patches that name a book of `books`, whose first book is `first`
+/// (a slice or a page of the results); the others are skipped.
+pub fn apply_patches<'a>(
+    books: &mut [Book],
+    first: BookRef,
+    patches: impl IntoIterator<Item = &'a BookPatch>,
+) {
+    for patch in patches {
+        let index = patch
+            .book
+            .0
+            .checked_sub(first.0)
+            .and_then(|i| usize::try_from(i).ok());
+        if let Some(book) = index.and_then(|i| books.get_mut(i)) {
+            patch.apply(book);
+        }
+    }
+}
+
+/// The dedupe memory: each kept book's keys, position and the mergeable fields it still
+/// lacks, so a duplicate is merged into its first occurrence wherever that is stored. Its
+/// size is bounded by the kept books (a key or two and a byte each).
+///
+/// Not persisted: after an eviction the glue rebuilds it by calling [`Deduper::remember`] for
+/// every stored book in file order, then [`Deduper::remember_patch`] for every stored patch.
 #[derive(Debug, Default)]
 pub struct Deduper {
-    isbns: HashSet<String>,
-    titles_and_authors: HashSet<String>,
+    isbns: HashMap<String, u32>,
+    titles_and_authors: HashMap<String, u32>,
+    /// Per kept book, in order: the bits of the [`MergeField`]s it lacks.
+    lacking: Vec<u8>,
 }
 
 impl Deduper {
+    /// Records a book as kept, without checking it (rebuilding from stored books).
     pub fn remember(&mut self, book: &Book) {
+        let position = self.next_position();
         let (isbn, title_and_author) = dedupe_keys(book);
         if let Some(isbn) = isbn {
-            self.isbns.insert(isbn);
+            self.isbns.entry(isbn).or_insert(position);
         }
-        self.titles_and_authors.insert(title_and_author);
+        self.titles_and_authors
+            .entry(title_and_author)
+            .or_insert(position);
+        self.lacking.push(MergeField::lacking(book));
     }
 
-    /// True when the book is new (and remembers it); false for a duplicate of a kept book,
-    /// whose keys are then not remembered, so only first occurrences define what is kept.
-    pub fn admit(&mut self, book: &Book) -> bool {
+    /// Records a stored patch (rebuilding), as [`Deduper::admit`] did when it made it.
+    pub fn remember_patch(&mut self, patch: &BookPatch) {
+        let Some(position) = u32::try_from(patch.book.0).ok() else {
+            return;
+        };
+        let Some(lacking) = self.lacking.get_mut(position as usize) else {
+            return;
+        };
+        let mut filled = 0;
+        if let Some(isbn) = patch
+            .isbn
+            .as_ref()
+            .filter(|_| *lacking & MergeField::Isbn.bit() != 0)
+        {
+            self.isbns.entry(isbn.clone()).or_insert(position);
+            filled |= MergeField::Isbn.bit();
+        }
+        for (field, given) in [
+            (MergeField::Rating, patch.rating.is_some()),
+            (MergeField::DateRead, patch.date_read.is_some()),
+            (MergeField::Shelf, patch.shelf.is_some()),
+        ] {
+            if given {
+                filled |= field.bit();
+            }
+        }
+        *lacking &= !filled;
+    }
+
+    /// Decides whether `book` is new or a duplicate (same ISBN-13, else same normalised title
+    /// and author) and remembers the outcome. A duplicate by ISBN goes to the book with that
+    /// ISBN even when another has its title: the ISBN names the edition. A duplicate's keys are
+    /// not remembered, so only first occurrences define what is kept; an ISBN it fills in is,
+    /// since it is now the kept book's.
+    pub fn admit(&mut self, book: &Book) -> Admission {
         let (isbn, title_and_author) = dedupe_keys(book);
-        let seen_isbn = isbn.as_ref().is_some_and(|isbn| self.isbns.contains(isbn));
-        if seen_isbn || self.titles_and_authors.contains(&title_and_author) {
-            return false;
+        let by_isbn = isbn.as_ref().and_then(|isbn| self.isbns.get(isbn));
+        let found = by_isbn
+            .or_else(|| self.titles_and_authors.get(&title_and_author))
+            .copied();
+        let Some(position) = found else {
+            let position = self.next_position();
+            if let Some(isbn) = isbn {
+                self.isbns.insert(isbn, position);
+            }
+            self.titles_and_authors.insert(title_and_author, position);
+            self.lacking.push(MergeField::lacking(book));
+            return Admission::New(BookRef(u64::from(position)));
+        };
+        let lacking = self.lacking.get(position as usize).copied().unwrap_or(0);
+        let filled: Vec<MergeField> = MergeField::ALL
+            .into_iter()
+            .filter(|field| lacking & field.bit() != 0 && field.present(book))
+            .collect();
+        if let Some(bits) = self.lacking.get_mut(position as usize) {
+            *bits &= !filled.iter().fold(0, |bits, field| bits | field.bit());
         }
-        if let Some(isbn) = isbn {
-            self.isbns.insert(isbn);
+        if filled.contains(&MergeField::Isbn) {
+            // Not taken by another book: a book holding it would have matched by ISBN.
+            if let Some(isbn) = isbn {
+                self.isbns.insert(isbn, position);
+            }
         }
-        self.titles_and_authors.insert(title_and_author);
-        true
+        Admission::Duplicate {
+            merged_into: BookRef(u64::from(position)),
+            filled,
+        }
     }
 
     /// How many books it remembers.
     pub fn len(&self) -> usize {
-        self.titles_and_authors.len()
+        self.lacking.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.titles_and_authors.is_empty()
+        self.lacking.is_empty()
+    }
+
+    /// The position the next kept book gets. A 10 MiB upload holds far fewer than 2^32 rows.
+    fn next_position(&self) -> u32 {
+        u32::try_from(self.lacking.len()).unwrap_or(u32::MAX)
     }
 }
 
@@ -145,6 +359,10 @@ pub(crate) mod tests {
             series: None,
             series_number: None,
         }
+    }
+
+    fn is_new(admission: &Admission) -> bool {
+        matches!(admission, Admission::New(_))
     }
 
     #[test]
@@ -184,19 +402,216 @@ pub(crate) mod tests {
         ];
         for (name, candidate, admitted) in cases {
             let mut deduper = Deduper::default();
-            assert!(deduper.admit(&hobbit));
-            assert_eq!(deduper.admit(candidate), *admitted, "{name}");
+            assert_eq!(deduper.admit(&hobbit), Admission::New(BookRef(0)));
+            assert_eq!(is_new(&deduper.admit(candidate)), *admitted, "{name}");
         }
     }
 
     #[test]
     fn does_not_remember_rejected_duplicates() {
         let mut deduper = Deduper::default();
-        assert!(deduper.admit(&book("A", "X", Some("9780441013593"))));
+        assert!(is_new(&deduper.admit(&book(
+            "A",
+            "X",
+            Some("9780441013593")
+        ))));
         // A duplicate by ISBN brings a new title; that title must not block a later book.
-        assert!(!deduper.admit(&book("B", "Y", Some("9780441013593"))));
-        assert!(deduper.admit(&book("B", "Y", None)));
+        assert!(!is_new(&deduper.admit(&book(
+            "B",
+            "Y",
+            Some("9780441013593")
+        ))));
+        assert_eq!(
+            deduper.admit(&book("B", "Y", None)),
+            Admission::New(BookRef(1))
+        );
         assert_eq!(deduper.len(), 2);
+    }
+
+    /// A book with a shelf, rating and date read.
+    fn read(title: &str, isbn: Option<&str>, rating: Option<f64>, date: Option<&str>) -> Book {
+        let mut b = book(title, "Author", isbn);
+        b.isbn10 = isbn.and_then(crate::isbn::isbn13_to_10);
+        b.rating = rating;
+        b.date_read = date.map(Into::into);
+        b.shelf = Some("read".into());
+        b
+    }
+
+    #[test]
+    fn merges_duplicates_into_their_first_occurrence() {
+        use MergeField::*;
+        let ebook = |title: &str| {
+            let mut b = book(title, "Author", None);
+            b.identifier = Some("B00KINDLE1".into());
+            b
+        };
+        // (name, books in file order, admissions, the first book once patched)
+        type Case = (&'static str, Vec<Book>, Vec<Admission>, Book);
+        let dup = |to: u64, filled: Vec<MergeField>| Admission::Duplicate {
+            merged_into: BookRef(to),
+            filled,
+        };
+        let cases: Vec<Case> = vec![
+            (
+                "the print edition lends the e-book its ISBN",
+                vec![
+                    ebook("Dune"),
+                    read("Dune", Some("9780441013593"), None, None),
+                ],
+                vec![Admission::New(BookRef(0)), dup(0, vec![Isbn, Shelf])],
+                {
+                    let mut b = read("Dune", Some("9780441013593"), None, None);
+                    b.identifier = None;
+                    b
+                },
+            ),
+            (
+                "first non-empty value wins",
+                vec![
+                    book("Dune", "Author", None),
+                    read("DUNE", None, Some(3.0), None),
+                    read("dune", Some("9780441013593"), Some(5.0), Some("2023-01-02")),
+                ],
+                vec![
+                    Admission::New(BookRef(0)),
+                    dup(0, vec![Rating, Shelf]),
+                    dup(0, vec![Isbn, DateRead]),
+                ],
+                read("Dune", Some("9780441013593"), Some(3.0), Some("2023-01-02")),
+            ),
+            (
+                "nothing to fill",
+                vec![
+                    read("Dune", Some("9780441013593"), Some(4.0), Some("2020-01-01")),
+                    read("Dune", Some("9780441013593"), Some(1.0), Some("2021-01-01")),
+                ],
+                vec![Admission::New(BookRef(0)), dup(0, vec![])],
+                read("Dune", Some("9780441013593"), Some(4.0), Some("2020-01-01")),
+            ),
+            (
+                "a filled-in ISBN then matches by ISBN",
+                vec![
+                    book("Dune", "Author", None),
+                    read("Dune", Some("9780441013593"), None, None),
+                    read("Dune (Reissue)", Some("9780441013593"), Some(2.0), None),
+                ],
+                vec![
+                    Admission::New(BookRef(0)),
+                    dup(0, vec![Isbn, Shelf]),
+                    dup(0, vec![Rating]),
+                ],
+                read("Dune", Some("9780441013593"), Some(2.0), None),
+            ),
+        ];
+        for (name, books, admissions, want) in cases {
+            let mut deduper = Deduper::default();
+            let mut kept: Vec<Book> = Vec::new();
+            let mut patches = Vec::new();
+            for (b, expected) in books.iter().zip(&admissions) {
+                let admission = deduper.admit(b);
+                assert_eq!(&admission, expected, "{name}: {}", b.title);
+                match admission {
+                    Admission::New(_) => kept.push(b.clone()),
+                    Admission::Duplicate {
+                        merged_into,
+                        filled,
+                    } => patches.push(BookPatch::new(merged_into, &filled, b)),
+                }
+            }
+            apply_patches(&mut kept, BookRef(0), &patches);
+            assert_eq!(kept[0], want, "{name}");
+            // Applying again changes nothing.
+            apply_patches(&mut kept, BookRef(0), &patches);
+            assert_eq!(kept[0], want, "{name}: idempotent");
+        }
+    }
+
+    #[test]
+    fn an_isbn_match_beats_a_title_match() {
+        let mut deduper = Deduper::default();
+        deduper.admit(&book("Dune", "Author", None));
+        deduper.admit(&read("Other", Some("9780441013593"), None, None));
+        assert_eq!(
+            deduper.admit(&read("Dune", Some("9780441013593"), Some(5.0), None)),
+            Admission::Duplicate {
+                merged_into: BookRef(1),
+                filled: vec![MergeField::Rating],
+            }
+        );
+    }
+
+    /// Runs `books` through a deduper that restarts after `restart_after` admissions, rebuilt
+    /// from the kept books and patches "stored" so far, as the glue does after an eviction.
+    fn admit_with_restart(books: &[Book], restart_after: usize) -> (Vec<Admission>, Vec<Book>) {
+        let mut deduper = Deduper::default();
+        let (mut kept, mut patches, mut admissions) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, b) in books.iter().enumerate() {
+            if i == restart_after {
+                deduper = Deduper::default();
+                kept.iter().for_each(|b| deduper.remember(b));
+                patches.iter().for_each(|p| deduper.remember_patch(p));
+            }
+            let admission = deduper.admit(b);
+            match &admission {
+                Admission::New(_) => kept.push(b.clone()),
+                Admission::Duplicate {
+                    merged_into,
+                    filled,
+                } => patches.push(BookPatch::new(*merged_into, filled, b)),
+            }
+            admissions.push(admission);
+        }
+        apply_patches(&mut kept, BookRef(0), &patches);
+        (admissions, kept)
+    }
+
+    #[test]
+    fn a_rebuilt_deduper_decides_exactly_as_the_first() {
+        let books = vec![
+            book("Dune", "Author", None),
+            read("Emma", None, None, None),
+            read("dune", Some("9780441013593"), Some(3.0), None),
+            read(
+                "Dune (Reissue)",
+                Some("9780441013593"),
+                Some(5.0),
+                Some("2020-02-02"),
+            ),
+            read("EMMA", None, Some(4.0), None),
+            read("Emma!", None, Some(1.0), Some("2021-01-01")),
+            read("Persuasion", Some("9780441013593"), None, None),
+            book("Persuasion", "Author", Some("9780141439686")),
+        ];
+        let undisturbed = admit_with_restart(&books, usize::MAX);
+        for restart_after in 0..=books.len() {
+            assert_eq!(
+                admit_with_restart(&books, restart_after),
+                undisturbed,
+                "restart after {restart_after}"
+            );
+        }
+        let (_, kept) = undisturbed;
+        assert_eq!(kept.len(), 3);
+        assert_eq!(kept[0].isbn.as_deref(), Some("9780441013593"));
+        assert_eq!(
+            (kept[0].rating, kept[0].date_read.as_deref()),
+            (Some(3.0), Some("2020-02-02"))
+        );
+        assert_eq!(kept[1].rating, Some(4.0));
+    }
+
+    #[test]
+    fn patches_apply_only_to_their_page() {
+        let mut page = vec![book("C", "", None), book("D", "", None)];
+        let patch = |n: u64| BookPatch {
+            shelf: Some(format!("shelf {n}")),
+            ..BookPatch::new(BookRef(n), &[], &book("x", "", None))
+        };
+        let patches = [patch(0), patch(3), patch(2), patch(9)];
+        apply_patches(&mut page, BookRef(2), &patches);
+        let shelves: Vec<_> = page.iter().map(|b| b.shelf.as_deref()).collect();
+        assert_eq!(shelves, [Some("shelf 2"), Some("shelf 3")]);
     }
 
     #[test]
@@ -205,9 +620,16 @@ pub(crate) mod tests {
         let mut rebuilt = Deduper::default();
         assert!(rebuilt.is_empty());
         kept.iter().for_each(|b| rebuilt.remember(b));
-        assert!(!rebuilt.admit(&book("A2", "Z", Some("9780441013593"))));
-        assert!(!rebuilt.admit(&book("b", "y", None)));
-        assert!(rebuilt.admit(&book("C", "Z", None)));
+        assert!(!is_new(&rebuilt.admit(&book(
+            "A2",
+            "Z",
+            Some("9780441013593")
+        ))));
+        assert!(!is_new(&rebuilt.admit(&book("b", "y", None))));
+        assert_eq!(
+            rebuilt.admit(&book("C", "Z", None)),
+            Admission::New(BookRef(2))
+        );
     }
 
     #[test]
@@ -242,6 +664,24 @@ pub(crate) mod tests {
                 serde_json::json!({"line": 3, "error": "missing title"}),
             ),
             (
+                serde_json::to_value(RowWarning {
+                    line: 4,
+                    field: "isbn".into(),
+                    warning: "w".into(),
+                })
+                .unwrap(),
+                serde_json::json!({"line": 4, "field": "isbn", "warning": "w"}),
+            ),
+            (
+                serde_json::to_value(BookPatch::new(
+                    BookRef(7),
+                    &[MergeField::Isbn, MergeField::Rating],
+                    &full,
+                ))
+                .unwrap(),
+                serde_json::json!({"book": 7, "isbn": "9780441013593", "isbn10": "0441013597", "rating": 4.5}),
+            ),
+            (
                 serde_json::to_value(ImportTotals {
                     data_records: 1,
                     invalid_utf8_rows: 1,
@@ -256,5 +696,9 @@ pub(crate) mod tests {
         }
         let parsed: Book = serde_json::from_value(serde_json::to_value(&full).unwrap()).unwrap();
         assert_eq!(parsed, full);
+        // Warnings stored before they had a field read as whole-record ones.
+        let old: RowWarning =
+            serde_json::from_value(serde_json::json!({"line": 2, "warning": "w"})).unwrap();
+        assert_eq!(old.field, "record");
     }
 }

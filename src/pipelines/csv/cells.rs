@@ -1,6 +1,6 @@
 //! Cell-level parsing: identifiers, ratings, dates read, series suffixes and dedupe keys.
 
-use crate::isbn::{classify, IsbnCheck};
+use crate::isbn::{classify, is_valid_isbn10, isbn10_to_13, normalize, IsbnCheck};
 use crate::time::is_valid_date;
 
 /// What a row's identifier cells amount to, taken together.
@@ -19,42 +19,242 @@ pub(crate) enum Identifier {
     Absent,
 }
 
-/// Goes through the cells best column first and takes the first valid ISBN.
-pub(crate) fn resolve_identifier<'a>(cells: impl IntoIterator<Item = &'a str>) -> Identifier {
+/// A repair made or a value lost while reading a row's identifiers, for its warnings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum IsbnNote {
+    /// A spreadsheet stored an ISBN-10 as a number and dropped its leading zeros; padding
+    /// them back made the checksum hold.
+    Padded { written: String, isbn10: String },
+    /// `9.78054E+12`: the digits are gone. Only noted when the row ended without an ISBN.
+    Scientific { written: String },
+    /// One cell listed ISBNs of different books; the first valid one was used.
+    Several { used: String, ignored: String },
+}
+
+/// The row's identifier and the notes about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Resolved {
+    pub identifier: Identifier,
+    pub notes: Vec<IsbnNote>,
+}
+
+/// One candidate value, as read.
+enum Candidate {
+    Valid {
+        isbn13: String,
+        isbn10: Option<String>,
+        padded: Option<IsbnNote>,
+    },
+    BadChecksum(String),
+    Scientific(String),
+    Other(String),
+}
+
+/// Goes through the cells best column first and takes the first valid ISBN. Within the cell
+/// that gave it, a valid ISBN of another book is noted as ignored.
+pub(crate) fn resolve_identifier<'a>(cells: impl IntoIterator<Item = &'a str>) -> Resolved {
     let mut bad_checksum = None;
     let mut other = None;
-    for candidate in cells.into_iter().flat_map(identifier_candidates) {
-        match classify(candidate) {
-            IsbnCheck::Valid { isbn13, isbn10 } => return Identifier::Isbn { isbn13, isbn10 },
-            IsbnCheck::BadChecksum { normalized } => {
-                bad_checksum.get_or_insert(normalized);
-            }
-            IsbnCheck::NotIsbn => {
-                other.get_or_insert_with(|| candidate.to_string());
+    let mut scientific = None;
+    for cell in cells {
+        let mut found: Option<(String, Option<String>, Option<IsbnNote>)> = None;
+        let mut several = None;
+        for candidate in identifier_candidates(cell) {
+            match read_candidate(candidate) {
+                Candidate::Valid {
+                    isbn13,
+                    isbn10,
+                    padded,
+                } => match &found {
+                    None => found = Some((isbn13, isbn10, padded)),
+                    Some((used, ..)) if *used != isbn13 && several.is_none() => {
+                        several = Some(IsbnNote::Several {
+                            used: used.clone(),
+                            ignored: isbn13,
+                        });
+                    }
+                    Some(_) => {}
+                },
+                Candidate::BadChecksum(normalized) => {
+                    bad_checksum.get_or_insert(normalized);
+                }
+                Candidate::Scientific(written) => {
+                    scientific.get_or_insert(written);
+                }
+                Candidate::Other(text) => {
+                    other.get_or_insert(text);
+                }
             }
         }
+        if let Some((isbn13, isbn10, padded)) = found {
+            return Resolved {
+                identifier: Identifier::Isbn { isbn13, isbn10 },
+                notes: padded.into_iter().chain(several).collect(),
+            };
+        }
     }
-    match (bad_checksum, other) {
+    let identifier = match (bad_checksum, other) {
         (Some(normalized), _) => Identifier::BadChecksum { normalized },
         (None, Some(other)) => Identifier::Other(other),
         (None, None) => Identifier::Absent,
+    };
+    let notes = scientific
+        .map(|written| IsbnNote::Scientific { written })
+        .into_iter()
+        .collect();
+    Resolved { identifier, notes }
+}
+
+/// One candidate read: a number in scientific notation is never an identifier; a run of 7 to
+/// 9 digits is an ISBN-10 that lost its leading zeros when padding them back makes the
+/// checksum hold (calibre also writes 9-digit SBNs, which the same padding turns into their
+/// ISBN-10); anything else is classified as written.
+fn read_candidate(candidate: &str) -> Candidate {
+    if let Some(digits) = scientific_digits(candidate) {
+        return match digits {
+            Some(digits) => read_candidate_digits(&digits, candidate),
+            None => Candidate::Scientific(candidate.to_string()),
+        };
+    }
+    read_candidate_digits(candidate, candidate)
+}
+
+fn read_candidate_digits(text: &str, written: &str) -> Candidate {
+    // A spreadsheet's number is bare digits; checking that first keeps the common path (a
+    // 10- or 13-character ISBN) free of another allocation.
+    if (7..=9).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_digit()) {
+        let padded = format!("{text:0>10}");
+        if is_valid_isbn10(&padded) {
+            return Candidate::Valid {
+                isbn13: isbn10_to_13(&padded),
+                isbn10: Some(padded.clone()),
+                padded: Some(IsbnNote::Padded {
+                    written: written.to_string(),
+                    isbn10: padded,
+                }),
+            };
+        }
+    }
+    match classify(text) {
+        IsbnCheck::Valid { isbn13, isbn10 } => Candidate::Valid {
+            isbn13,
+            isbn10,
+            padded: None,
+        },
+        IsbnCheck::BadChecksum { normalized } => Candidate::BadChecksum(normalized),
+        IsbnCheck::NotIsbn => Candidate::Other(written.to_string()),
     }
 }
 
-/// One cell's candidates, unwrapped from Goodreads' `="..."`, LibraryThing's `[...]`, a
-/// spreadsheet's leading `'`, and split when the cell is a list (LibraryThing's `ISBNs`).
-fn identifier_candidates(cell: &str) -> impl Iterator<Item = &str> {
-    let wrapping = |c: char| matches!(c, '=' | '"' | '\'' | '[' | ']') || c.is_whitespace();
-    cell.split([',', ';'])
-        .map(move |piece| piece.trim_matches(wrapping))
-        .filter(|p| !p.is_empty())
+/// `Some(None)` for a number in scientific notation whose digits are lost (`9.78054E+12`),
+/// `Some(Some(digits))` when its mantissa still shows every digit (`9.780441013593E+12`),
+/// `None` when the text is not such a number. Digits past the mantissa were rounded away by
+/// the spreadsheet, so guessing them (as zeros or otherwise) would invent an ISBN.
+fn scientific_digits(text: &str) -> Option<Option<String>> {
+    // Every identifier cell passes here: a byte scan rejects the common case cheaply.
+    let at = text.bytes().position(|b| b == b'e' || b == b'E')?;
+    let (mantissa, exponent) = (text.get(..at)?, text.get(at + 1..)?);
+    let exponent: usize = exponent
+        .strip_prefix('+')
+        .unwrap_or(exponent)
+        .parse()
+        .ok()?;
+    let (whole, fraction) = mantissa.split_once(['.', ',']).unwrap_or((mantissa, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if whole.len() != 1 || !digits(whole) || !digits(fraction) || exponent > 20 {
+        return None;
+    }
+    Some((fraction.len() == exponent).then(|| format!("{whole}{fraction}")))
 }
 
-/// A rating in (0, 5]; 0 is how Goodreads writes "unrated", and anything out of range is
-/// not a rating we can trust.
-pub(crate) fn parse_rating(cell: &str) -> Option<f64> {
-    let value: f64 = cell.trim().parse().ok()?;
-    (value.is_finite() && value > 0.0 && value <= 5.0).then_some(value)
+/// One cell's candidates, unwrapped from Goodreads' `="..."`, LibraryThing's `[...]`, a
+/// spreadsheet's leading `'` and calibre's `isbn:` labels, and split when the cell is a list
+/// (LibraryThing's `ISBNs`, calibre's `identifiers`): at `,`, `;` or `|`, and at blanks unless
+/// the piece is one ISBN written with spaces (`0 441 01359 7`). Labelled identifiers other
+/// than `isbn:` (`amazon:`, `goodreads:`) are another site's ids and are skipped.
+fn identifier_candidates(cell: &str) -> impl Iterator<Item = &str> {
+    let wrapping = |c: char| matches!(c, '=' | '"' | '\'' | '[' | ']') || c.is_whitespace();
+    // `9,78044E+12` (a decimal comma) is one number, not a list.
+    let one_number = scientific_digits(cell.trim_matches(wrapping)).is_some();
+    let list_separator = move |b: u8| !one_number && matches!(b, b',' | b';' | b'|');
+    split_ascii(cell, list_separator)
+        .map(move |piece| piece.trim_matches(wrapping))
+        .filter_map(unlabel)
+        .flat_map(|piece| {
+            let spaced = piece.bytes().any(|b| b.is_ascii_whitespace());
+            let whole = !spaced || is_isbn_shaped(&normalize(piece));
+            split_ascii(piece, move |b| !whole && b.is_ascii_whitespace())
+        })
+        .map(move |piece| piece.trim_matches(wrapping))
+        .filter(|piece| !piece.is_empty())
+}
+
+/// `text` split at every ASCII byte `separator` accepts. Splitting bytes rather than chars
+/// keeps this per-cell work cheap; an ASCII byte is always a char boundary.
+fn split_ascii(text: &str, separator: impl Fn(u8) -> bool) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let current = rest?;
+        match current.bytes().position(&separator) {
+            Some(at) => {
+                rest = current.get(at + 1..);
+                current.get(..at)
+            }
+            None => {
+                rest = None;
+                Some(current)
+            }
+        }
+    })
+}
+
+/// `isbn:978...` is its value; `amazon:B0...` is none of ours.
+fn unlabel(piece: &str) -> Option<&str> {
+    match piece.split_once(':') {
+        Some((label, value))
+            if !label.is_empty() && label.chars().all(|c| c.is_ascii_alphabetic()) =>
+        {
+            label.eq_ignore_ascii_case("isbn").then_some(value.trim())
+        }
+        _ => Some(piece),
+    }
+}
+
+fn is_isbn_shaped(normalized: &str) -> bool {
+    let b = normalized.as_bytes();
+    (b.len() == 13 && b.iter().all(u8::is_ascii_digit))
+        || (b.len() == 10
+            && b.get(..9).is_some_and(|d| d.iter().all(u8::is_ascii_digit))
+            && b.get(9).is_some_and(|&c| c.is_ascii_digit() || c == b'X'))
+}
+
+/// A rating cell, read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Rating {
+    /// Empty, or 0: how Goodreads writes "unrated".
+    Unrated,
+    /// In (0, 5], quarter stars and all.
+    Rated(f64),
+    /// Text or out of range: not a rating we can trust, dropped with a warning.
+    Unreadable,
+}
+
+/// Reads a rating; a decimal comma (`3,5`, as European spreadsheets write) is a decimal point.
+pub(crate) fn read_rating(cell: &str) -> Rating {
+    let cell = cell.trim();
+    if cell.is_empty() {
+        return Rating::Unrated;
+    }
+    let parsed: Option<f64> = if cell.contains(',') && !cell.contains('.') {
+        cell.replacen(',', ".", 1).parse().ok()
+    } else {
+        cell.parse().ok()
+    };
+    match parsed {
+        Some(0.0) => Rating::Unrated,
+        Some(value) if value.is_finite() && value > 0.0 && value <= 5.0 => Rating::Rated(value),
+        _ => Rating::Unreadable,
+    }
 }
 
 /// The last `YYYY?MM?DD` date in the cell (`/`, `-` or `.` separated), as `YYYY-MM-DD`, or
@@ -238,10 +438,37 @@ mod tests {
                 isbn("9780804429573", Some("080442957X")),
             ),
             (&["[]", "0441013598; 12345"], bad("0441013598")),
+            // Lists: blanks and bars separate too, unless the piece is one spaced ISBN.
+            (
+                &["0441013598 9780804429573"],
+                isbn("9780804429573", Some("080442957X")),
+            ),
+            (
+                &["foo | 9780804429573"],
+                isbn("9780804429573", Some("080442957X")),
+            ),
+            // calibre's labelled identifiers.
+            (
+                &["", "goodreads:234225,isbn:9780441013593,amazon:B00B7NPRY8"],
+                isbn("9780441013593", Some("0441013597")),
+            ),
+            (&["amazon:B00B7NPRY8"], Identifier::Absent),
+            (
+                &["ISBN: 0441013597"],
+                isbn("9780441013593", Some("0441013597")),
+            ),
+            // A number with lost digits is not an identifier to keep.
+            (&["9.78044E+12"], Identifier::Absent),
+            (
+                &["9.78044E+12", "B08ZYQT962"],
+                Identifier::Other("B08ZYQT962".into()),
+            ),
+            // Seven to nine digits that are not a zero-stripped ISBN-10 stay what they were.
+            (&["123456780"], Identifier::Other("123456780".into())),
         ];
         for (cells, want) in cases {
             assert_eq!(
-                resolve_identifier(cells.iter().copied()),
+                resolve_identifier(cells.iter().copied()).identifier,
                 *want,
                 "{cells:?}"
             );
@@ -249,23 +476,118 @@ mod tests {
     }
 
     #[test]
-    fn parses_ratings() {
-        let cases: &[(&str, Option<f64>)] = &[
-            ("5", Some(5.0)),
-            ("4", Some(4.0)),
-            ("4.5", Some(4.5)),
-            (" 3 ", Some(3.0)),
-            ("0", None),
-            ("0.0", None),
-            ("", None),
-            ("5.5", None),
-            ("-1", None),
-            ("NaN", None),
-            ("inf", None),
-            ("four", None),
+    fn repairs_spreadsheet_numbers_and_notes_them() {
+        let padded = |written: &str, isbn10: &str| IsbnNote::Padded {
+            written: written.into(),
+            isbn10: isbn10.into(),
+        };
+        let scientific = |written: &str| IsbnNote::Scientific {
+            written: written.into(),
+        };
+        let cases: &[(&[&str], Identifier, Vec<IsbnNote>)] = &[
+            (
+                &["", "441013597"],
+                isbn("9780441013593", Some("0441013597")),
+                vec![padded("441013597", "0441013597")],
+            ),
+            // HarperCollins UK ISBN-10s start with 00: two zeros lost.
+            (
+                &["7136587"],
+                isbn("9780007136582", Some("0007136587")),
+                vec![padded("7136587", "0007136587")],
+            ),
+            (
+                &["9.78044E+12", "441013597"],
+                isbn("9780441013593", Some("0441013597")),
+                vec![padded("441013597", "0441013597")],
+            ),
+            (
+                &["9.78044E+12", ""],
+                Identifier::Absent,
+                vec![scientific("9.78044E+12")],
+            ),
+            (
+                &["9.78E+12", "=\"0441013597\""],
+                isbn("9780441013593", Some("0441013597")),
+                vec![],
+            ),
+            // A mantissa that shows all thirteen digits is exact.
+            (
+                &["9.780441013593E+12"],
+                isbn("9780441013593", Some("0441013597")),
+                vec![],
+            ),
+            (
+                &["9,780441013593E+12"],
+                isbn("9780441013593", Some("0441013597")),
+                vec![],
+            ),
+            (
+                &["0441013597, 9780441013593"],
+                isbn("9780441013593", Some("0441013597")),
+                vec![],
+            ),
+            (
+                &["0441013597, 9780804429573"],
+                isbn("9780441013593", Some("0441013597")),
+                vec![IsbnNote::Several {
+                    used: "9780441013593".into(),
+                    ignored: "9780804429573".into(),
+                }],
+            ),
+        ];
+        for (cells, identifier, notes) in cases {
+            let got = resolve_identifier(cells.iter().copied());
+            assert_eq!(&got.identifier, identifier, "{cells:?}");
+            assert_eq!(&got.notes, notes, "{cells:?}");
+        }
+    }
+
+    #[test]
+    fn reads_scientific_notation() {
+        let cases: &[(&str, Option<Option<&str>>)] = &[
+            ("9.78054E+12", Some(None)),
+            ("9.78054e12", Some(None)),
+            ("9.780441013593E+12", Some(Some("9780441013593"))),
+            ("4.41013597E+8", Some(Some("441013597"))),
+            ("1E+3", Some(None)),
+            ("1.5E+0", Some(None)),
+            ("97.8E+12", None),
+            ("9.7x8E+12", None),
+            ("B00E5", None),
+            ("9780441013593", None),
+            ("9.78E+99", None),
+        ];
+        for (text, want) in cases {
+            let got = scientific_digits(text);
+            assert_eq!(got.as_ref().map(|d| d.as_deref()), *want, "{text}");
+        }
+    }
+
+    #[test]
+    fn reads_ratings() {
+        let cases: &[(&str, Rating)] = &[
+            ("5", Rating::Rated(5.0)),
+            ("4", Rating::Rated(4.0)),
+            ("4.5", Rating::Rated(4.5)),
+            ("3.75", Rating::Rated(3.75)),
+            ("3,5", Rating::Rated(3.5)),
+            (" 3 ", Rating::Rated(3.0)),
+            ("0", Rating::Unrated),
+            ("0.0", Rating::Unrated),
+            ("0,0", Rating::Unrated),
+            ("", Rating::Unrated),
+            ("  ", Rating::Unrated),
+            ("5.5", Rating::Unreadable),
+            ("-1", Rating::Unreadable),
+            ("NaN", Rating::Unreadable),
+            ("inf", Rating::Unreadable),
+            ("four", Rating::Unreadable),
+            ("4/5", Rating::Unreadable),
+            ("3,5.0", Rating::Unreadable),
         ];
         for (cell, want) in cases {
-            assert_eq!(parse_rating(cell), *want, "{cell:?}");
+            assert_eq!(read_rating(cell), *want, "{cell:?}");
         }
     }
 

@@ -1,6 +1,9 @@
-//! Header detection: which export format a file is and which column holds each book field.
+//! Header detection: the file's dialect, which export it is, and which column holds each field.
 
-use super::reader::{RecordReader, Step, MAX_RECORD_BYTES};
+use super::dialect::{decode, detect_delimiter, detect_padding, header_quote, Delimiter, Encoding};
+use super::layouts;
+use super::reader::{Dialect, RawRecord, RecordReader, Step, MAX_RECORD_BYTES};
+use super::repair::split_fields;
 use super::Cursor;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -13,6 +16,8 @@ const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 // Column names in priority order, as normalised by `column_key`. Every format uses the same
 // tables, so a layout nobody anticipated still gets whatever columns it names recognisably.
 const TITLE_COLUMNS: &[&str] = &["title", "booktitle"];
+// The older LibraryThing export and BookBuddy name their author columns by name order; the
+// "first, last" form reads best, the "last, first" one is a last resort.
 const AUTHOR_COLUMNS: &[&str] = &[
     "author",
     "authors",
@@ -20,10 +25,22 @@ const AUTHOR_COLUMNS: &[&str] = &[
     "authorname",
     "bookauthor",
     "writer",
+    "authorfirstlast",
+    "authorlastfirst",
+    "authorsort",
 ];
-// Goodreads' ISBN13 before its ISBN; LibraryThing's single ISBN before its list.
+// Goodreads' ISBN13 before its ISBN; LibraryThing's single ISBN before its list; calibre's
+// `identifiers` (`isbn:...,amazon:...`) last.
 const IDENTIFIER_COLUMNS: &[&str] = &[
-    "isbn13", "isbn", "isbnuid", "isbns", "isbn10", "ean", "ean13", "asin",
+    "isbn13",
+    "isbn",
+    "isbnuid",
+    "isbns",
+    "isbn10",
+    "ean",
+    "ean13",
+    "asin",
+    "identifiers",
 ];
 const SHELF_COLUMNS: &[&str] = &[
     "exclusiveshelf",
@@ -33,8 +50,16 @@ const SHELF_COLUMNS: &[&str] = &[
     "status",
     "collections",
 ];
-// Goodreads' `Average Rating` is deliberately absent: it is not the reader's rating.
-const RATING_COLUMNS: &[&str] = &["myrating", "starrating", "rating", "userrating", "stars"];
+// Goodreads' `Average Rating` is deliberately absent: it is not the reader's rating. The older
+// LibraryThing export calls the reader's rating `RATINGS`.
+const RATING_COLUMNS: &[&str] = &[
+    "myrating",
+    "starrating",
+    "rating",
+    "userrating",
+    "stars",
+    "ratings",
+];
 // StoryGraph's single `Last Date Read` before its `Dates Read` ranges.
 const DATE_READ_COLUMNS: &[&str] = &[
     "lastdateread",
@@ -54,6 +79,8 @@ pub enum Format {
     Goodreads,
     StoryGraph,
     LibraryThing,
+    BookBuddy,
+    Calibre,
     Plain,
     Generic,
 }
@@ -64,19 +91,28 @@ impl Format {
             Self::Goodreads => "goodreads",
             Self::StoryGraph => "story_graph",
             Self::LibraryThing => "library_thing",
+            Self::BookBuddy => "book_buddy",
+            Self::Calibre => "calibre",
             Self::Plain => "plain",
             Self::Generic => "generic",
         }
     }
 
+    /// Each export's signature: names only it writes (docs/IMPORT.md lists them).
     fn detect(keys: &[String]) -> Self {
         let has = |wanted: &str| keys.iter().any(|key| key == wanted);
         if has("exclusiveshelf") && has("myrating") {
             Self::Goodreads
         } else if has("readstatus") && (has("isbnuid") || has("starrating")) {
             Self::StoryGraph
-        } else if has("primaryauthor") && (has("isbns") || has("workid") || has("bookid")) {
+        } else if (has("primaryauthor") && (has("isbns") || has("workid") || has("bookid")))
+            || (has("authorfirstlast") && has("isbns"))
+        {
             Self::LibraryThing
+        } else if has("googlevolumeid") || (has("authorlastfirst") && has("originaltitle")) {
+            Self::BookBuddy
+        } else if has("authorsort") && (has("uuid") || has("titlesort")) {
+            Self::Calibre
         } else if keys
             .iter()
             .all(|key| key.is_empty() || PLAIN_COLUMNS.contains(&key.as_str()))
@@ -88,8 +124,47 @@ impl Format {
     }
 }
 
-/// Where each book field lives in the file. Persisted by the glue so later slices need not
-/// re-read the header.
+/// The client's `format` choice (contract 9.1). A named format only matters for a file whose
+/// first line is data: a header row always speaks for itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FormatHint {
+    #[default]
+    Auto,
+    Goodreads,
+    StoryGraph,
+    LibraryThing,
+    Plain,
+}
+
+impl FormatHint {
+    /// The contract's values, case-insensitively and trimmed; anything else is `None` (400).
+    pub fn parse(value: &str) -> Option<Self> {
+        let value = value.trim();
+        [
+            ("auto", Self::Auto),
+            ("goodreads", Self::Goodreads),
+            ("storygraph", Self::StoryGraph),
+            ("librarything", Self::LibraryThing),
+            ("plain", Self::Plain),
+        ]
+        .into_iter()
+        .find_map(|(name, hint)| value.eq_ignore_ascii_case(name).then_some(hint))
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Goodreads => "goodreads",
+            Self::StoryGraph => "storygraph",
+            Self::LibraryThing => "librarything",
+            Self::Plain => "plain",
+        }
+    }
+}
+
+/// Where each book field lives in the file, and how the file is written. Persisted by the
+/// glue so later slices need not re-read the header; fields added since the first stored
+/// headers default to what those files were read as (comma, per-record UTF-8).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Header {
@@ -106,10 +181,23 @@ pub struct Header {
     pub rating: Option<usize>,
     /// Columns that may hold the date read, best first.
     pub dates_read: Vec<usize>,
+    #[serde(default)]
+    pub delimiter: Delimiter,
+    #[serde(default)]
+    pub encoding: Encoding,
+    /// The header line is padded to line up columns: records are read with the padded
+    /// tokenizer, which takes blanks before an opening quote as padding.
+    #[serde(default)]
+    pub padded: bool,
+    /// The file had no header row: `names` is the format's standard layout and the first data
+    /// record is on the file's first line.
+    #[serde(default)]
+    pub headerless: bool,
 }
 
 impl Header {
-    /// Maps column names to book fields; fails when none of them is a title.
+    /// Maps column names to book fields; fails when none of them is a title. The dialect is
+    /// the default one (comma, encoding undecided).
     pub fn from_names(names: Vec<String>) -> Result<Self, HeaderError> {
         if names.len() > MAX_HEADER_COLUMNS {
             return Err(HeaderError::TooManyColumns { count: names.len() });
@@ -130,7 +218,21 @@ impl Header {
             rating: first_column(&keys, RATING_COLUMNS),
             dates_read: all_columns(&keys, DATE_READ_COLUMNS),
             names,
+            delimiter: Delimiter::default(),
+            encoding: Encoding::default(),
+            padded: false,
+            headerless: false,
         })
+    }
+
+    /// A header for a file without one: `layout`'s names, widened to `field_count` unnamed
+    /// columns when the first record is wider, so that record is not refused as too long.
+    fn from_layout(layout: &[&str], field_count: usize) -> Result<Self, HeaderError> {
+        let mut names: Vec<String> = layout.iter().map(|name| name.to_string()).collect();
+        names.resize(names.len().max(field_count), String::new());
+        let mut header = Self::from_names(names)?;
+        header.headerless = true;
+        Ok(header)
     }
 }
 
@@ -157,7 +259,8 @@ impl HeaderError {
             Self::Empty => "the CSV file is empty: no header row found".to_string(),
             Self::NoTitleColumn { .. } => {
                 "the CSV header has no title column; expected a Goodreads, StoryGraph, \
-                 LibraryThing or Title,Author,ISBN layout"
+                 LibraryThing, BookBuddy, calibre or Title,Author,ISBN layout, or a `format` \
+                 for a file without a header row"
                     .to_string()
             }
             Self::TooManyColumns { count } => format!(
@@ -178,26 +281,76 @@ impl fmt::Display for HeaderError {
 
 impl std::error::Error for HeaderError {}
 
-/// Reads the header row from the start of the file (BOM allowed). Ok gives the header and the
-/// cursor of the first data record. `input` may be only a prefix of the file; when the header
-/// row does not end inside it and `eof` is false, the header counts as too long. Blank lines
-/// (see the module docs) before the header are skipped.
+/// The `format` hint of an upload from its query parameter and its multipart field, either
+/// or both (when both, they must agree). `Err` is the message of a 400: a value that is not
+/// one of the contract's, or two that differ.
+pub fn format_hint(query: Option<&str>, field: Option<&[u8]>) -> Result<FormatHint, String> {
+    let read = |value: &str| {
+        FormatHint::parse(value).ok_or_else(|| {
+            format!(
+                "format must be one of auto, goodreads, storygraph, librarything, plain; got {:?}",
+                value.chars().take(40).collect::<String>()
+            )
+        })
+    };
+    let field = field.map(String::from_utf8_lossy);
+    match (
+        query.map(read).transpose()?,
+        field.as_deref().map(read).transpose()?,
+    ) {
+        (Some(a), Some(b)) if a != b => Err(format!(
+            "the format parameter ({}) and the format field ({}) disagree",
+            a.as_str(),
+            b.as_str()
+        )),
+        (a, b) => Ok(a.or(b).unwrap_or_default()),
+    }
+}
+
+/// [`read_header_with`] in `auto` mode.
 pub fn read_header(input: &[u8], eof: bool) -> Result<(Header, Cursor), HeaderError> {
+    read_header_with(input, eof, FormatHint::Auto)
+}
+
+/// Reads the header row from the start of the file (BOM allowed), after deciding the file's
+/// dialect from the same bytes: its encoding and delimiter (see [`super::dialect`]). Ok gives
+/// the header and the cursor of the first data record. `input` may be only a prefix of the
+/// file; when the header row does not end inside it and `eof` is false, the header counts as
+/// too long. Blank lines (see the module docs) before the header are skipped.
+///
+/// A first line without a title column is data when `hint` names a format (it is then read in
+/// that format's standard order), or in `auto` when it looks like a Goodreads record (see
+/// [`looks_like_goodreads_record`]); otherwise the file is refused.
+pub fn read_header_with(
+    input: &[u8],
+    eof: bool,
+    hint: FormatHint,
+) -> Result<(Header, Cursor), HeaderError> {
     let bom = if input.starts_with(UTF8_BOM) {
         UTF8_BOM.len()
     } else {
         0
     };
     let body = input.get(bom..).unwrap_or_default();
-    let mut reader = RecordReader::new(
+    let encoding = Encoding::detect(body, bom > 0, eof);
+    let delimiter = detect_delimiter(body);
+    let quote = header_quote(body);
+    let padded = detect_padding(body, delimiter, quote);
+    // The padded tokenizer quotes with `"` only; a header in single quotes is never padded.
+    let mut reader = RecordReader::with_dialect(
         Cursor {
             offset: bom as u64,
             line: 1,
         },
         MAX_HEADER_COLUMNS,
+        Dialect {
+            delimiter: delimiter.byte(),
+            quote,
+            padded: padded && quote == b'"',
+        },
     );
     let mut consumed = 0;
-    let names = loop {
+    let (raw_names, first_record) = loop {
         let (step, used) = reader.next(body.get(consumed..).unwrap_or_default(), eof);
         consumed += used;
         match step {
@@ -213,10 +366,10 @@ pub fn read_header(input: &[u8], eof: bool) -> Result<(Header, Cursor), HeaderEr
                 });
             }
             Step::Record(record) => {
-                break record
-                    .fields()
-                    .map(|name| String::from_utf8_lossy(name).trim().to_string())
-                    .collect::<Vec<_>>();
+                break (
+                    record_texts(&record, encoding, delimiter),
+                    (record.start, record.field_count),
+                );
             }
             Step::NeedInput => {
                 return Err(HeaderError::TooLong {
@@ -226,13 +379,105 @@ pub fn read_header(input: &[u8], eof: bool) -> Result<(Header, Cursor), HeaderEr
             Step::End => return Err(HeaderError::Empty),
         }
     };
-    let header = Header::from_names(names)?;
-    reader.skip_line_breaks(body.get(consumed..).unwrap_or_default(), eof);
-    Ok((header, reader.position()))
+    let names: Vec<String> = raw_names.iter().map(|name| clean_name(name)).collect();
+    let (mut header, cursor) = match Header::from_names(names) {
+        Ok(header) => {
+            reader.skip_line_breaks(body.get(consumed..).unwrap_or_default(), eof);
+            (header, reader.position())
+        }
+        Err(HeaderError::NoTitleColumn { columns_found }) => {
+            let (start, field_count) = first_record;
+            let Some(layout) = headerless_layout(hint, &raw_names, field_count, delimiter) else {
+                return Err(HeaderError::NoTitleColumn { columns_found });
+            };
+            (Header::from_layout(layout, field_count)?, start)
+        }
+        Err(other) => return Err(other),
+    };
+    header.delimiter = delimiter;
+    header.encoding = encoding;
+    header.padded = padded;
+    Ok((header, cursor))
 }
 
-/// Case folded, with everything but letters and digits dropped, so spacing, punctuation and
-/// stray invisible characters (a BOM inside quotes) cannot hide a column.
+/// The first record's fields as text. A header row that a spreadsheet wrapped whole in one
+/// quoted cell is unwrapped here, as data records are later.
+fn record_texts(record: &RawRecord<'_>, encoding: Encoding, delimiter: Delimiter) -> Vec<String> {
+    let windows_1252 = encoding.record_is_1252(record.valid_utf8);
+    let names: Vec<String> = record
+        .fields()
+        .map(|field| decode(field, windows_1252).into_owned())
+        .collect();
+    match names.as_slice() {
+        [only] if only.as_bytes().contains(&delimiter.byte()) => {
+            let split = split_fields(only.as_bytes(), delimiter.byte(), MAX_HEADER_COLUMNS);
+            let view = split.view();
+            (0..view.kept())
+                .map(|i| String::from_utf8_lossy(view.field(i).unwrap_or_default()).into_owned())
+                .collect()
+        }
+        _ => names,
+    }
+}
+
+/// A column name as written, trimmed of blanks and of one pair of surrounding quotes
+/// (`'TITLE'`, `"ISBN"`), then of blanks again.
+fn clean_name(raw: &str) -> String {
+    let name = raw.trim();
+    let unquoted = ['\'', '"'].iter().find_map(|&quote| {
+        name.strip_prefix(quote)
+            .and_then(|rest| rest.strip_suffix(quote))
+    });
+    unquoted.unwrap_or(name).trim().to_string()
+}
+
+/// The layout a header-less first record is read in, if any.
+fn headerless_layout(
+    hint: FormatHint,
+    first: &[String],
+    field_count: usize,
+    delimiter: Delimiter,
+) -> Option<&'static [&'static str]> {
+    let goodreads = || {
+        if field_count == layouts::GOODREADS_OLD.len() {
+            layouts::GOODREADS_OLD
+        } else {
+            layouts::GOODREADS
+        }
+    };
+    match hint {
+        FormatHint::Auto => looks_like_goodreads_record(first, field_count).then(goodreads),
+        FormatHint::Goodreads => Some(goodreads()),
+        FormatHint::StoryGraph => Some(layouts::STORYGRAPH),
+        FormatHint::LibraryThing if delimiter == Delimiter::Tab => Some(layouts::LIBRARYTHING),
+        FormatHint::LibraryThing => Some(layouts::LIBRARYTHING_OLD),
+        FormatHint::Plain => Some(layouts::PLAIN),
+    }
+}
+
+/// A Goodreads record, recognised without its header: one of the export's two widths, a
+/// numeric `Book Id` first, `My Rating` a whole number from 0 to 5, and `ISBN`/`ISBN13` empty,
+/// digits, or Goodreads' `="..."`. A header row never passes: its first name is not a number.
+pub fn looks_like_goodreads_record(fields: &[String], field_count: usize) -> bool {
+    let field = |i: usize| fields.get(i).map_or("", |f| f.trim());
+    let width =
+        field_count == layouts::GOODREADS.len() || field_count == layouts::GOODREADS_OLD.len();
+    let book_id = !field(0).is_empty() && field(0).bytes().all(|b| b.is_ascii_digit());
+    let rating = matches!(field(7), "0" | "1" | "2" | "3" | "4" | "5");
+    let isbn_like = |text: &str| {
+        let inner = text
+            .strip_prefix("=\"")
+            .and_then(|t| t.strip_suffix('"'))
+            .unwrap_or(text);
+        inner
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'X' || b == b'x')
+    };
+    width && book_id && rating && isbn_like(field(5)) && isbn_like(field(6))
+}
+
+/// Case folded, with everything but letters and digits dropped, so spacing, punctuation,
+/// quotes and stray invisible characters (a BOM inside quotes) cannot hide a column.
 fn column_key(name: &str) -> String {
     name.chars()
         .filter(|c| c.is_alphanumeric())
@@ -261,7 +506,8 @@ pub(crate) mod tests {
         ISBN13,My Rating,Average Rating,Publisher,Binding,Number of Pages,Year Published,\
         Original Publication Year,Date Read,Date Added,Bookshelves,Bookshelves with positions,\
         Exclusive Shelf,My Review,Spoiler,Private Notes,Read Count,Owned Copies";
-    const GOODREADS_OLD: &str = "Book Id,Title,Author,Author l-f,Additional Authors,ISBN,\
+    pub(crate) const GOODREADS_OLD: &str =
+        "Book Id,Title,Author,Author l-f,Additional Authors,ISBN,\
         ISBN13,My Rating,Average Rating,Publisher,Binding,Number of Pages,Year Published,\
         Original Publication Year,Date Read,Date Added,Bookshelves,Bookshelves with positions,\
         Exclusive Shelf,My Review,Spoiler,Private Notes,Read Count,Recommended For,\
@@ -279,6 +525,20 @@ pub(crate) mod tests {
         BCID,Tags,Collections,Languages,Original Languages,LC Classification,ISBN,ISBNs,\
         Subjects,Dewey Decimal,Dewey Wording,Other Call Number,Copies,Source,Entry Date,\
         From Where,OCLC,Work id,Lending Patron,Lending Status,Lending Start,Lending End";
+
+    #[test]
+    fn shared_header_rows_are_the_layouts() {
+        use crate::pipelines::csv::layouts::{self, header_row};
+        let cases = [
+            (GOODREADS, layouts::GOODREADS),
+            (GOODREADS_OLD, layouts::GOODREADS_OLD),
+            (STORYGRAPH, layouts::STORYGRAPH),
+            (LIBRARYTHING, layouts::LIBRARYTHING),
+        ];
+        for (row, layout) in cases {
+            assert_eq!(row, header_row(layout, ","));
+        }
+    }
 
     /// (format, title, author, identifiers, shelf, rating, dates read, column count)
     type Mapping = (
@@ -417,6 +677,147 @@ pub(crate) mod tests {
                 "BOM inside a quoted name",
                 "\"\u{FEFF}Title\",Author\n".to_string(),
                 (Format::Plain, 0, Some(1), vec![], None, None, vec![], 2),
+            ),
+            (
+                "librarything, tab-separated",
+                format!("{}\r\n", LIBRARYTHING.replace(',', "\t")),
+                (
+                    Format::LibraryThing,
+                    1,
+                    Some(3),
+                    vec![33, 34],
+                    Some(29),
+                    Some(10),
+                    vec![25],
+                    49,
+                ),
+            ),
+            (
+                "semicolon-separated",
+                "Title;Author;ISBN;My Rating\n".to_string(),
+                (
+                    Format::Generic,
+                    0,
+                    Some(1),
+                    vec![2],
+                    None,
+                    Some(3),
+                    vec![],
+                    4,
+                ),
+            ),
+            (
+                "older librarything, names in single quotes",
+                "'TITLE','AUTHOR (first, last)','AUTHOR (last, first)','DATE','LCC','DDC',\
+                 'ISBNs','RATINGS','COLLECTIONS'\n"
+                    .to_string(),
+                (
+                    Format::LibraryThing,
+                    0,
+                    Some(1),
+                    vec![6],
+                    Some(8),
+                    Some(7),
+                    vec![],
+                    9,
+                ),
+            ),
+            (
+                "older librarything, single-quoted names in double quotes",
+                "\"'TITLE'\",\"'AUTHOR (first, last)'\",\"'AUTHOR (last, first)'\",\"'DATE'\",\
+                 \"'ISBNs'\"\n"
+                    .to_string(),
+                (
+                    Format::LibraryThing,
+                    0,
+                    Some(1),
+                    vec![4],
+                    None,
+                    None,
+                    vec![],
+                    5,
+                ),
+            ),
+            (
+                "bookbuddy",
+                "Title,Original Title,Subtitle,Series,Volume,Author,\"Author (Last, First)\",\
+                 Publisher,Year Published,Genre,Summary,Number of Pages,Language,ISBN,Status,\
+                 Rating,Date Added,Date Started,Date Finished,Notes,Google VolumeID\n"
+                    .to_string(),
+                (
+                    Format::BookBuddy,
+                    0,
+                    Some(5),
+                    vec![13],
+                    Some(14),
+                    Some(15),
+                    vec![18],
+                    21,
+                ),
+            ),
+            (
+                "calibre",
+                "\u{FEFF}author_sort,authors,comments,cover,formats,id,identifiers,isbn,\
+                 languages,library_name,pubdate,publisher,rating,series,series_index,size,tags,\
+                 timestamp,title,title_sort,uuid\n"
+                    .to_string(),
+                (
+                    Format::Calibre,
+                    18,
+                    Some(1),
+                    vec![7, 6],
+                    None,
+                    Some(12),
+                    vec![],
+                    21,
+                ),
+            ),
+            (
+                "padded names",
+                "Book Id  , Title    , Author  , Exclusive Shelf , My Rating\n".to_string(),
+                (
+                    Format::Goodreads,
+                    1,
+                    Some(2),
+                    vec![],
+                    Some(3),
+                    Some(4),
+                    vec![],
+                    5,
+                ),
+            ),
+            (
+                "padded names, one quoted around its comma",
+                "Title , \"Author (Last, First)\" , Status\n".to_string(),
+                (
+                    Format::Generic,
+                    0,
+                    Some(1),
+                    vec![],
+                    Some(2),
+                    None,
+                    vec![],
+                    3,
+                ),
+            ),
+            (
+                "a header wrapped whole in one quoted cell",
+                "\"Title,Author,ISBN\"\n".to_string(),
+                (Format::Plain, 0, Some(1), vec![2], None, None, vec![], 3),
+            ),
+            (
+                "a spreadsheet's stray semicolon on the last name",
+                format!("{GOODREADS_OLD};\n"),
+                (
+                    Format::Goodreads,
+                    1,
+                    Some(2),
+                    vec![6, 5],
+                    Some(18),
+                    Some(7),
+                    vec![14],
+                    31,
+                ),
             ),
         ];
         for (name, file, want) in cases {
@@ -564,6 +965,8 @@ pub(crate) mod tests {
             Format::Goodreads,
             Format::StoryGraph,
             Format::LibraryThing,
+            Format::BookBuddy,
+            Format::Calibre,
             Format::Plain,
             Format::Generic,
         ] {
@@ -579,5 +982,331 @@ pub(crate) mod tests {
         let json = serde_json::to_string(&header).unwrap();
         assert!(json.contains("\"columnCount\":24"), "{json}");
         assert_eq!(serde_json::from_str::<Header>(&json).unwrap(), header);
+    }
+
+    #[test]
+    fn records_the_dialect() {
+        // (file, delimiter, encoding, padded)
+        let cases: &[(&[u8], Delimiter, Encoding, bool)] = &[
+            (
+                b"Title,Author\nDune,Herbert\n",
+                Delimiter::Comma,
+                Encoding::Undecided,
+                false,
+            ),
+            (
+                b"\xEF\xBB\xBFTitle,Author\n",
+                Delimiter::Comma,
+                Encoding::Utf8,
+                false,
+            ),
+            (
+                b"Title\tAuthor\nCaf\xE9\tX\n",
+                Delimiter::Tab,
+                Encoding::Windows1252,
+                false,
+            ),
+            (
+                "Title;Author\nCaf\u{e9};X\n".as_bytes(),
+                Delimiter::Semicolon,
+                Encoding::Utf8,
+                false,
+            ),
+            (
+                b"Title , Author\n",
+                Delimiter::Comma,
+                Encoding::Undecided,
+                true,
+            ),
+            (
+                b" Title,Author\n",
+                Delimiter::Comma,
+                Encoding::Undecided,
+                true,
+            ),
+            (
+                b"Title,Author\n\"x\" , y\n",
+                Delimiter::Comma,
+                Encoding::Undecided,
+                false,
+            ),
+        ];
+        for (file, delimiter, encoding, padded) in cases {
+            let (header, _) = read_header(file, true).unwrap();
+            assert_eq!(
+                (
+                    header.delimiter,
+                    header.encoding,
+                    header.padded,
+                    header.headerless
+                ),
+                (*delimiter, *encoding, *padded, false),
+                "{}",
+                file.escape_ascii()
+            );
+        }
+    }
+
+    #[test]
+    fn decodes_windows_1252_names() {
+        let (header, _) = read_header(b"Titr\xE9,Title,Auteur \x93principal\x94\n", true).unwrap();
+        assert_eq!(
+            header.names,
+            ["Titr\u{e9}", "Title", "Auteur \u{201C}principal\u{201D}"]
+        );
+        assert_eq!(header.title, 1);
+    }
+
+    /// A Goodreads data row from the layout, with the given Book Id, rating and ISBN cells.
+    fn goodreads_record(id: &str, rating: &str, isbn: &str, width: usize) -> String {
+        let mut cells = vec![String::new(); width];
+        cells[0] = id.to_string();
+        cells[1] = "Dune".into();
+        cells[2] = "Frank Herbert".into();
+        cells[5] = isbn.to_string();
+        cells[7] = rating.to_string();
+        cells[18] = "read".into();
+        cells.join(",")
+    }
+
+    #[test]
+    fn reads_files_without_a_header_row() {
+        let goodreads = goodreads_record("234225", "4", "\"=\"\"0441013597\"\"\"", 24);
+        let goodreads_old = goodreads_record("234225", "0", "", 31);
+        let storygraph = "Piranesi,Susanna Clarke,,9781635575637,digital,read\n";
+        let plain = "Dune,Frank Herbert,0441013597\n";
+        let tsv = "1\tDune\t1\tHerbert, Frank\n";
+        let csv =
+            "\"Dune\",\"Frank Herbert\",\"Herbert, Frank\",\"1965\",\"\",\"\",\"[0441013597]\"\n";
+        type Case<'a> = (
+            &'a str,
+            String,
+            FormatHint,
+            Result<(Format, usize, u64), HeaderError>,
+        );
+        let no_title = |names: &[&str]| {
+            Err(HeaderError::NoTitleColumn {
+                columns_found: names.iter().map(|s| s.to_string()).collect(),
+            })
+        };
+        let cases: Vec<Case> = vec![
+            (
+                "goodreads, auto",
+                format!("{goodreads}\n"),
+                FormatHint::Auto,
+                Ok((Format::Goodreads, 24, 1)),
+            ),
+            (
+                "goodreads, named",
+                format!("{goodreads}\n"),
+                FormatHint::Goodreads,
+                Ok((Format::Goodreads, 24, 1)),
+            ),
+            (
+                "older goodreads, auto",
+                format!("{goodreads_old}\r\n"),
+                FormatHint::Auto,
+                Ok((Format::Goodreads, 31, 1)),
+            ),
+            (
+                "goodreads after blank lines",
+                format!("\n\n{goodreads}\n"),
+                FormatHint::Auto,
+                Ok((Format::Goodreads, 24, 3)),
+            ),
+            (
+                "storygraph, named",
+                storygraph.to_string(),
+                FormatHint::StoryGraph,
+                Ok((Format::StoryGraph, 23, 1)),
+            ),
+            (
+                "plain, named",
+                plain.to_string(),
+                FormatHint::Plain,
+                Ok((Format::Plain, 3, 1)),
+            ),
+            (
+                "plain, auto",
+                plain.to_string(),
+                FormatHint::Auto,
+                no_title(&["Dune", "Frank Herbert", "0441013597"]),
+            ),
+            (
+                "librarything tsv, named",
+                tsv.to_string(),
+                FormatHint::LibraryThing,
+                Ok((Format::LibraryThing, 49, 1)),
+            ),
+            (
+                "older librarything csv, named",
+                csv.to_string(),
+                FormatHint::LibraryThing,
+                Ok((Format::LibraryThing, 7, 1)),
+            ),
+            // Wider than the layout: unnamed columns are added rather than refusing row 1.
+            (
+                "plain, wider",
+                "Dune,Frank Herbert,0441013597,extra\n".to_string(),
+                FormatHint::Plain,
+                Ok((Format::Plain, 4, 1)),
+            ),
+            // A header row always wins over the hint.
+            (
+                "a header row with a hint",
+                "Title,Author\nDune,X\n".to_string(),
+                FormatHint::Goodreads,
+                Ok((Format::Plain, 2, 2)),
+            ),
+            (
+                "not a goodreads record: rating out of range",
+                format!("{}\n", goodreads_record("1", "7", "", 24)),
+                FormatHint::Auto,
+                Err(HeaderError::NoTitleColumn {
+                    columns_found: vec![],
+                }),
+            ),
+            (
+                "not a goodreads record: wrong width",
+                "1,Dune,Frank Herbert,,,,,4\n".to_string(),
+                FormatHint::Auto,
+                Err(HeaderError::NoTitleColumn {
+                    columns_found: vec![],
+                }),
+            ),
+        ];
+        for (name, file, hint, want) in cases {
+            let got = read_header_with(file.as_bytes(), true, hint).map(|(header, cursor)| {
+                assert_eq!(
+                    header.headerless,
+                    name != "a header row with a hint",
+                    "{name}"
+                );
+                assert_eq!(header.names.len(), header.column_count, "{name}");
+                (header.format, header.column_count, cursor.line)
+            });
+            match (&got, &want) {
+                (
+                    Err(HeaderError::NoTitleColumn { .. }),
+                    Err(HeaderError::NoTitleColumn { columns_found }),
+                ) if columns_found.is_empty() => {}
+                _ => assert_eq!(got, want, "{name}"),
+            }
+        }
+        // The first data record is the first line: the cursor sits on it, past a BOM.
+        let file = format!("\u{FEFF}{goodreads}\n");
+        let (header, cursor) = read_header(file.as_bytes(), true).unwrap();
+        assert!(header.headerless);
+        assert_eq!(cursor, Cursor { offset: 3, line: 1 });
+        assert_eq!(header.names[..3], ["Book Id", "Title", "Author"]);
+    }
+
+    #[test]
+    fn recognises_goodreads_records() {
+        let record = |cells: &[(usize, &str)], width: usize| {
+            let mut fields = vec![String::new(); width];
+            for (i, text) in cells {
+                fields[*i] = text.to_string();
+            }
+            (fields, width)
+        };
+        let cases = [
+            (record(&[(0, "1"), (7, "0")], 24), true),
+            (
+                record(
+                    &[
+                        (0, "186074"),
+                        (5, "=\"0756404746\""),
+                        (6, "=\"\""),
+                        (7, "5"),
+                    ],
+                    24,
+                ),
+                true,
+            ),
+            (record(&[(0, "1"), (5, "080442957X"), (7, "3")], 31), true),
+            (record(&[(0, "1"), (7, "0")], 25), false),
+            (record(&[(0, "Book Id"), (7, "My Rating")], 24), false),
+            (record(&[(0, ""), (7, "0")], 24), false),
+            (record(&[(0, "1"), (7, "")], 24), false),
+            (record(&[(0, "1"), (7, "4.5")], 24), false),
+            (record(&[(0, "1"), (5, "Paperback"), (7, "4")], 24), false),
+        ];
+        for ((fields, width), want) in cases {
+            assert_eq!(
+                looks_like_goodreads_record(&fields, width),
+                want,
+                "{fields:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn parses_format_hints() {
+        let cases = [
+            ("auto", Some(FormatHint::Auto)),
+            ("goodreads", Some(FormatHint::Goodreads)),
+            (" GoodReads ", Some(FormatHint::Goodreads)),
+            ("storygraph", Some(FormatHint::StoryGraph)),
+            ("librarything", Some(FormatHint::LibraryThing)),
+            ("plain", Some(FormatHint::Plain)),
+            ("story_graph", None),
+            ("csv", None),
+            ("", None),
+        ];
+        for (value, want) in cases {
+            assert_eq!(FormatHint::parse(value), want, "{value:?}");
+            if let Some(hint) = want {
+                assert_eq!(FormatHint::parse(hint.as_str()), Some(hint));
+            }
+        }
+    }
+
+    #[test]
+    fn reads_the_format_hint_of_an_upload() {
+        use FormatHint::*;
+        type Case<'a> = (
+            Option<&'a str>,
+            Option<&'a [u8]>,
+            Result<FormatHint, &'a str>,
+        );
+        let cases: &[Case] = &[
+            (None, None, Ok(Auto)),
+            (Some("goodreads"), None, Ok(Goodreads)),
+            (None, Some(b"plain\r\n"), Ok(Plain)),
+            (
+                Some("LibraryThing"),
+                Some(b"librarything"),
+                Ok(LibraryThing),
+            ),
+            (Some("goodreads"), Some(b"plain"), Err("disagree")),
+            (Some("csv"), None, Err("format must be one of")),
+            (None, Some(b""), Err("format must be one of")),
+            (None, Some(b"\xFFgoodreads"), Err("format must be one of")),
+        ];
+        for (query, field, want) in cases {
+            let got = format_hint(*query, *field);
+            match (got, want) {
+                (Ok(got), Ok(want)) => assert_eq!(got, *want),
+                (Err(message), Err(want)) => assert!(message.contains(want), "{message}"),
+                (got, want) => panic!("{query:?} {field:?}: {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn headers_stored_before_the_dialect_fields_still_read() {
+        let stored = r#"{"format":"goodreads","columnCount":2,"names":["Title","Author"],
+            "title":0,"author":1,"identifiers":[],"shelf":null,"rating":null,"datesRead":[]}"#;
+        let header: Header = serde_json::from_str(stored).unwrap();
+        assert_eq!(
+            (
+                header.delimiter,
+                header.encoding,
+                header.padded,
+                header.headerless
+            ),
+            (Delimiter::Comma, Encoding::Undecided, false, false)
+        );
     }
 }

@@ -1,8 +1,8 @@
 //! The CSV import as a job: the upload parsed in bounded runs, rows stored in result slices.
 
 use super::{
-    count_data_records, parse_slice, success_rate, Book, Cursor, Deduper, Header, ImportTotals,
-    RowError, RowWarning,
+    apply_patches, count_data_records, parse_slice, success_rate, Book, BookPatch, BookRef, Cursor,
+    Deduper, Header, ImportTotals, RowError, RowWarning,
 };
 use crate::host::{Batch, StorageError};
 use crate::keys;
@@ -42,11 +42,17 @@ pub struct ResultSlice {
     pub errors: Vec<RowError>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<RowWarning>,
+    /// Merges of duplicates into books of earlier slices, applied when results are read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub patches: Vec<BookPatch>,
 }
 
 impl ResultSlice {
     fn is_empty(&self) -> bool {
-        self.books.is_empty() && self.errors.is_empty() && self.warnings.is_empty()
+        self.books.is_empty()
+            && self.errors.is_empty()
+            && self.warnings.is_empty()
+            && self.patches.is_empty()
     }
 }
 
@@ -97,8 +103,15 @@ impl CsvImport {
             return Ok(deduper);
         }
         let mut deduper = Deduper::default();
-        for slice in self.stored_slices(ctx).await? {
+        let slices = self.stored_slices(ctx).await?;
+        for slice in &slices {
             slice.books.iter().for_each(|book| deduper.remember(book));
+        }
+        for slice in &slices {
+            slice
+                .patches
+                .iter()
+                .for_each(|patch| deduper.remember_patch(patch));
         }
         Ok(deduper)
     }
@@ -147,6 +160,7 @@ impl Pipeline for CsvImport {
                 pending.books.extend(out.books);
                 pending.errors.extend(out.errors);
                 pending.warnings.extend(out.warnings);
+                pending.patches.extend(out.patches);
             }
             work.cursor = out.cursor;
             let (cursor, totals) = (work.cursor, work.totals);
@@ -191,7 +205,9 @@ impl Pipeline for CsvImport {
             all.books.append(&mut slice.books);
             all.errors.append(&mut slice.errors);
             all.warnings.append(&mut slice.warnings);
+            all.patches.append(&mut slice.patches);
         }
+        apply_patches(&mut all.books, BookRef(0), &all.patches);
         let mut document = json!({
             "books": all.books,
             "errors": all.errors,
@@ -222,12 +238,17 @@ impl Pipeline for CsvImport {
             return;
         }
         let mut books = pending.books.into_iter().peekable();
-        let (mut errors, mut warnings) = (Some(pending.errors), Some(pending.warnings));
+        let (mut errors, mut warnings, mut patches) = (
+            Some(pending.errors),
+            Some(pending.warnings),
+            Some(pending.patches),
+        );
         loop {
             let slice = ResultSlice {
                 books: books.by_ref().take(BOOKS_PER_SLICE).collect(),
                 errors: errors.take().unwrap_or_default(),
                 warnings: warnings.take().unwrap_or_default(),
+                patches: patches.take().unwrap_or_default(),
             };
             batch.json(&keys::csv_result(work.result_slices), &slice);
             work.result_slices += 1;

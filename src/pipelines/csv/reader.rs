@@ -1,7 +1,8 @@
 //! A resumable RFC 4180 record reader over byte slices of any size, with physical line numbers.
 
+use super::padded::PaddedReader;
 use super::Cursor;
-use csv_core::{ReadRecordResult, Reader};
+use csv_core::{ReadRecordResult, Reader, ReaderBuilder};
 
 /// Records whose bytes (line break excluded) exceed this are reported, not parsed: it bounds
 /// the memory one hostile row can take.
@@ -29,12 +30,12 @@ pub struct RawRecord<'a> {
 impl<'a> RawRecord<'a> {
     /// The field at `index`, if it exists and is within the reader's field cap.
     pub fn field(&self, index: usize) -> Option<&'a [u8]> {
-        let end = *self.ends.get(index)?;
-        let start = match index.checked_sub(1) {
-            Some(previous) => *self.ends.get(previous)?,
-            None => 0,
-        };
-        self.data.get(start..end)
+        self.view().field(index)
+    }
+
+    /// The fields as a view that a repaired record can offer too.
+    pub fn view(&self) -> FieldView<'a> {
+        FieldView::new(self.data, self.ends, self.field_count)
     }
 
     /// The fields within the reader's field cap, in order.
@@ -46,6 +47,44 @@ impl<'a> RawRecord<'a> {
     fn overflow(&self) -> &'a [u8] {
         let kept_end = self.ends.last().copied().unwrap_or(0);
         self.data.get(kept_end..).unwrap_or_default()
+    }
+}
+
+/// A record's unescaped fields: consecutive bytes and the end of each kept field.
+#[derive(Debug, Clone, Copy)]
+pub struct FieldView<'a> {
+    data: &'a [u8],
+    ends: &'a [usize],
+    field_count: usize,
+}
+
+impl<'a> FieldView<'a> {
+    pub(crate) fn new(data: &'a [u8], ends: &'a [usize], field_count: usize) -> Self {
+        Self {
+            data,
+            ends,
+            field_count,
+        }
+    }
+
+    /// The field at `index`, if it exists and was kept.
+    pub fn field(&self, index: usize) -> Option<&'a [u8]> {
+        let end = *self.ends.get(index)?;
+        let start = match index.checked_sub(1) {
+            Some(previous) => *self.ends.get(previous)?,
+            None => 0,
+        };
+        self.data.get(start..end)
+    }
+
+    /// How many fields were kept (at most the reader's field cap).
+    pub fn kept(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// How many fields the record has, kept or not.
+    pub fn field_count(&self) -> usize {
+        self.field_count
     }
 }
 
@@ -66,10 +105,52 @@ enum Phase {
     Finished,
 }
 
+/// How a file writes its records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dialect {
+    pub delimiter: u8,
+    pub quote: u8,
+    /// Blanks before an opening quote are padding (see the `padded` module); quotes are then
+    /// always `"`.
+    pub padded: bool,
+}
+
+impl Default for Dialect {
+    fn default() -> Self {
+        Self {
+            delimiter: b',',
+            quote: b'"',
+            padded: false,
+        }
+    }
+}
+
+/// csv-core, or the padded-file tokenizer that keeps its contract. One lives per slice call,
+/// so the size gap costs nothing worth a box on the common path.
+#[allow(clippy::large_enum_variant)]
+enum Tokenizer {
+    Core(Reader),
+    Padded(PaddedReader),
+}
+
+impl Tokenizer {
+    fn read_record(
+        &mut self,
+        input: &[u8],
+        output: &mut [u8],
+        ends: &mut [usize],
+    ) -> (ReadRecordResult, usize, usize, usize) {
+        match self {
+            Self::Core(csv) => csv.read_record(input, output, ends),
+            Self::Padded(padded) => padded.read_record(input, output, ends),
+        }
+    }
+}
+
 /// Splits a stream of bytes into records. It is fed consecutive slices; it keeps a partial
 /// record between calls, so it never needs to see a byte twice.
 pub struct RecordReader {
-    csv: Reader,
+    csv: Tokenizer,
     phase: Phase,
     offset: u64,
     line: u64,
@@ -85,15 +166,28 @@ pub struct RecordReader {
 }
 
 impl RecordReader {
-    /// A reader whose first input byte is at `start`. At most `max_fields` fields per record
-    /// are kept; the rest are only counted.
+    /// A comma-separated reader whose first input byte is at `start`. At most `max_fields`
+    /// fields per record are kept; the rest are only counted.
     pub fn new(start: Cursor, max_fields: usize) -> Self {
-        let mut csv = Reader::new();
-        // csv-core drops a BOM only on its first read, which would make a reader resumed at a
-        // record starting with BOM bytes disagree with one that read through. A read that
-        // cannot consume anything (no output room) uses up that first read harmlessly; the
-        // file's own BOM is handled by `read_header`.
-        let _ = csv.read_record(b"x", &mut [], &mut [0]);
+        Self::with_dialect(start, max_fields, Dialect::default())
+    }
+
+    /// Like [`RecordReader::new`], for the file's own dialect.
+    pub fn with_dialect(start: Cursor, max_fields: usize, dialect: Dialect) -> Self {
+        let csv = if dialect.padded {
+            Tokenizer::Padded(PaddedReader::new(dialect.delimiter))
+        } else {
+            let mut csv = ReaderBuilder::new()
+                .delimiter(dialect.delimiter)
+                .quote(dialect.quote)
+                .build();
+            // csv-core drops a BOM only on its first read, which would make a reader resumed
+            // at a record starting with BOM bytes disagree with one that read through. A read
+            // that cannot consume anything (no output room) uses up that first read
+            // harmlessly; the file's own BOM is handled by `read_header`.
+            let _ = csv.read_record(b"x", &mut [], &mut [0]);
+            Tokenizer::Core(csv)
+        };
         Self {
             csv,
             phase: Phase::BetweenRecords,

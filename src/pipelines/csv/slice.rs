@@ -1,14 +1,19 @@
 //! Turning data records into books, errors and warnings, one resumable slice at a time.
 
-use super::book::{Book, Deduper, ImportTotals, RowError, RowWarning};
-use super::cells::{parse_date_read, parse_rating, resolve_identifier, split_series, Identifier};
+use super::book::{
+    Admission, Book, BookPatch, BookRef, Deduper, ImportTotals, RowError, RowWarning,
+};
+use super::cells::{
+    parse_date_read, read_rating, resolve_identifier, split_series, Identifier, IsbnNote, Rating,
+};
+use super::dialect::{decode, Encoding};
 use super::header::{Header, MAX_HEADER_COLUMNS};
-use super::reader::{RawRecord, RecordReader, Step, MAX_RECORD_BYTES};
+use super::reader::{Dialect, FieldView, RawRecord, RecordReader, Step, MAX_RECORD_BYTES};
+use super::repair::unwrap_wrapped;
 use super::Cursor;
 use std::borrow::Cow;
 
 const MISSING_TITLE: &str = "missing title";
-const INVALID_UTF8_WARNING: &str = "invalid UTF-8 replaced with U+FFFD";
 
 /// What one call to [`parse_slice`] found.
 #[derive(Debug, Clone, PartialEq)]
@@ -16,6 +21,11 @@ pub struct SliceOutput {
     pub books: Vec<Book>,
     pub errors: Vec<RowError>,
     pub warnings: Vec<RowWarning>,
+    /// Merges of this slice's duplicates into books returned by earlier calls (merges into
+    /// this call's own books are already applied). Store them beside the books and apply them
+    /// in order when the results are read ([`super::apply_patches`]); replay them into a
+    /// rebuilt [`Deduper`] with [`Deduper::remember_patch`].
+    pub patches: Vec<BookPatch>,
     /// Where the next call starts; persist it with the totals.
     pub cursor: Cursor,
     /// The whole file has been consumed.
@@ -36,16 +46,17 @@ pub fn parse_slice(
     totals: &mut ImportTotals,
     deduper: &mut Deduper,
 ) -> SliceOutput {
-    // A stored header comes back from JSON; the cap keeps a corrupted column count from
-    // asking for an absurd allocation, and changes nothing for a header `read_header` made.
-    let mut reader = RecordReader::new(cursor, header.column_count.min(MAX_HEADER_COLUMNS));
+    let mut reader = reader_for(header, cursor);
     let mut output = SliceOutput {
         books: Vec::new(),
         errors: Vec::new(),
         warnings: Vec::new(),
+        patches: Vec::new(),
         cursor,
         done: false,
     };
+    // The position of this call's first new book: merges into earlier ones become patches.
+    let first = BookRef(deduper.len() as u64);
     let mut consumed = 0;
     let mut records = 0;
     while records < max_records {
@@ -55,7 +66,11 @@ pub fn parse_slice(
             Step::Record(record) if record.blank => {}
             Step::Record(record) => {
                 records += 1;
-                import_record(header, &record, totals, deduper, &mut output);
+                // A record always ends inside the input it came from, so its bytes are there
+                // for the repairs that read them again.
+                let start = record.start.offset.saturating_sub(cursor.offset) as usize;
+                let raw = input.get(start..consumed).unwrap_or_default();
+                import_record(header, &record, raw, first, totals, deduper, &mut output);
             }
             Step::NeedInput | Step::End => break,
         }
@@ -71,7 +86,7 @@ pub fn parse_slice(
 /// without mapping them: the total a job announces before it imports. Blank records do not
 /// count, exactly as in [`parse_slice`].
 pub fn count_data_records(header: &Header, input: &[u8], cursor: Cursor) -> u64 {
-    let mut reader = RecordReader::new(cursor, header.column_count.min(MAX_HEADER_COLUMNS));
+    let mut reader = reader_for(header, cursor);
     let mut consumed = 0;
     let mut count = 0;
     loop {
@@ -89,52 +104,152 @@ pub fn success_rate(totals: &ImportTotals) -> String {
     format!("{}/{}", totals.books, totals.data_records)
 }
 
+/// A stored header comes back from JSON; the cap keeps a corrupted column count from asking
+/// for an absurd allocation, and changes nothing for a header `read_header` made.
+fn reader_for(header: &Header, cursor: Cursor) -> RecordReader {
+    RecordReader::with_dialect(
+        cursor,
+        header.column_count.min(MAX_HEADER_COLUMNS),
+        Dialect {
+            delimiter: header.delimiter.byte(),
+            quote: b'"',
+            padded: header.padded,
+        },
+    )
+}
+
+/// One record ready to map: its fields (repaired or as read) and how to decode them.
+struct Row<'a> {
+    fields: FieldView<'a>,
+    windows_1252: bool,
+    line: u64,
+}
+
+impl<'a> Row<'a> {
+    /// A field decoded and trimmed; empty when the record is too short to have it.
+    fn cell(&self, column: usize) -> Cow<'a, str> {
+        match decode(
+            self.fields.field(column).unwrap_or_default(),
+            self.windows_1252,
+        ) {
+            Cow::Borrowed(text) => Cow::Borrowed(text.trim()),
+            Cow::Owned(text) => Cow::Owned(text.trim().to_string()),
+        }
+    }
+
+    fn warn(&self, warnings: &mut Vec<RowWarning>, field: &str, warning: String) {
+        warnings.push(RowWarning {
+            line: self.line,
+            field: field.to_string(),
+            warning,
+        });
+    }
+}
+
 fn import_record(
     header: &Header,
     record: &RawRecord<'_>,
+    raw: &[u8],
+    first: BookRef,
     totals: &mut ImportTotals,
     deduper: &mut Deduper,
     output: &mut SliceOutput,
 ) {
     totals.data_records += 1;
-    let line = record.start.line;
+    if record.too_long {
+        totals.errors += 1;
+        output.errors.push(RowError {
+            line: record.start.line,
+            title: None,
+            error: format!("record too long: more than {MAX_RECORD_BYTES} bytes"),
+        });
+        return;
+    }
+    let mut warnings = Vec::new();
+    let row_warning = |field: &str, warning: &str| RowWarning {
+        line: record.start.line,
+        field: field.to_string(),
+        warning: warning.to_string(),
+    };
     if !record.valid_utf8 {
         totals.invalid_utf8_rows += 1;
-        output.warnings.push(RowWarning {
-            line,
-            warning: INVALID_UTF8_WARNING.to_string(),
-        });
+        // In a file that showed UTF-8 this is damage worth a word; elsewhere it is simply
+        // the file's encoding (see the dialect module).
+        if header.encoding == Encoding::Utf8 {
+            warnings.push(row_warning(
+                "record",
+                "not valid UTF-8: read as Windows-1252",
+            ));
+        }
     }
-    match record_to_book(header, record) {
-        Ok(book) if deduper.admit(&book) => {
+    let repaired = unwrap_wrapped(record, raw, header.delimiter.byte(), header.column_count);
+    if repaired.is_some() {
+        warnings.push(row_warning(
+            "record",
+            "the record was saved as one quoted cell: unwrapped",
+        ));
+    }
+    let row = Row {
+        fields: repaired
+            .as_ref()
+            .map_or_else(|| record.view(), |r| r.view()),
+        windows_1252: header.encoding.record_is_1252(record.valid_utf8),
+        line: record.start.line,
+    };
+    let book = match record_to_book(header, &row, &mut warnings) {
+        Ok(book) => book,
+        Err((title, error)) => {
+            totals.errors += 1;
+            output.errors.push(RowError {
+                line: row.line,
+                title,
+                error,
+            });
+            return;
+        }
+    };
+    // Warnings are about books kept: a row that became an error says so itself.
+    output.warnings.append(&mut warnings);
+    match deduper.admit(&book) {
+        Admission::New(_) => {
             totals.books += 1;
             output.books.push(book);
         }
-        Ok(_) => totals.duplicates += 1,
-        Err((title, error)) => {
-            totals.errors += 1;
-            output.errors.push(RowError { line, title, error });
+        Admission::Duplicate {
+            merged_into,
+            filled,
+        } => {
+            totals.duplicates += 1;
+            if filled.is_empty() {
+                return;
+            }
+            let patch = BookPatch::new(merged_into, &filled, &book);
+            let here = merged_into
+                .0
+                .checked_sub(first.0)
+                .and_then(|i| output.books.get_mut(i as usize));
+            match here {
+                Some(kept) => patch.apply(kept),
+                None => output.patches.push(patch),
+            }
         }
     }
 }
 
-/// The book a record describes, or the row error with the title when known.
+/// The book a row describes, or the row error with the title when known. Repairs and values
+/// dropped along the way are added to `warnings`.
 fn record_to_book(
     header: &Header,
-    record: &RawRecord<'_>,
+    row: &Row<'_>,
+    warnings: &mut Vec<RowWarning>,
 ) -> Result<Book, (Option<String>, String)> {
-    if record.too_long {
-        return Err((
-            None,
-            format!("record too long: more than {MAX_RECORD_BYTES} bytes"),
-        ));
-    }
-    let title = cell(record, header.title);
+    let title = row.cell(header.title);
     let known_title = || Some(title.to_string()).filter(|t| !t.is_empty());
-    if record.field_count > header.column_count {
+    let field_count = row.fields.field_count();
+    if field_count > header.column_count {
         let error = format!(
-            "too many fields: {} where the header has {}",
-            record.field_count, header.column_count
+            "too many fields: {field_count} where the header has {}",
+            header.column_count
         );
         return Err((known_title(), error));
     }
@@ -144,25 +259,65 @@ fn record_to_book(
     let identifier_cells: Vec<Cow<'_, str>> = header
         .identifiers
         .iter()
-        .map(|&column| cell(record, column))
+        .map(|&column| row.cell(column))
         .collect();
-    let (isbn, isbn10, identifier) =
-        match resolve_identifier(identifier_cells.iter().map(|c| c.as_ref())) {
-            Identifier::Isbn { isbn13, isbn10 } => (Some(isbn13), isbn10, None),
-            Identifier::BadChecksum { normalized } => {
-                return Err((
-                    known_title(),
-                    format!("invalid ISBN checksum: {normalized}"),
-                ));
+    let resolved = resolve_identifier(identifier_cells.iter().map(|c| c.as_ref()));
+    let (isbn, isbn10, identifier) = match resolved.identifier {
+        Identifier::Isbn { isbn13, isbn10 } => (Some(isbn13), isbn10, None),
+        Identifier::BadChecksum { normalized } => {
+            return Err((
+                known_title(),
+                format!("invalid ISBN checksum: {normalized}"),
+            ));
+        }
+        Identifier::Other(other) => (None, None, Some(other)),
+        Identifier::Absent => (None, None, None),
+    };
+    for note in resolved.notes {
+        let warning = match note {
+            IsbnNote::Padded { written, isbn10 } => {
+                format!("ISBN-10 {written} had lost its leading zeros: read as {isbn10}")
             }
-            Identifier::Other(other) => (None, None, Some(other)),
-            Identifier::Absent => (None, None, None),
+            IsbnNote::Scientific { written } => format!(
+                "ISBN {written} is in scientific notation and its digits are lost: \
+                 the book is kept without it"
+            ),
+            IsbnNote::Several { used, ignored } => {
+                format!("several ISBNs in one cell: {used} used, {ignored} ignored")
+            }
         };
+        row.warn(warnings, "isbn", warning);
+    }
     let optional = |column: Option<usize>| {
         column
-            .map(|column| cell(record, column))
+            .map(|column| row.cell(column))
             .filter(|text| !text.is_empty())
     };
+    let rating = optional(header.rating).and_then(|text| match read_rating(&text) {
+        Rating::Rated(value) => Some(value),
+        Rating::Unrated => None,
+        Rating::Unreadable => {
+            let warning = format!("rating {text:?} is not a number from 0 to 5: dropped");
+            row.warn(warnings, "rating", warning);
+            None
+        }
+    });
+    let date_read = header
+        .dates_read
+        .iter()
+        .find_map(|&column| parse_date_read(&row.cell(column)));
+    if date_read.is_none() {
+        // Read again only on this rare path, so the common one allocates nothing for it.
+        let written = header
+            .dates_read
+            .iter()
+            .map(|&column| row.cell(column))
+            .find(|cell| !cell.is_empty());
+        if let Some(written) = written {
+            let warning = format!("date read {written:?} is not a date: dropped");
+            row.warn(warnings, "dateRead", warning);
+        }
+    }
     let series = split_series(&title);
     Ok(Book {
         author: optional(header.author)
@@ -172,23 +327,12 @@ fn record_to_book(
         isbn10,
         identifier,
         shelf: optional(header.shelf).map(Cow::into_owned),
-        rating: optional(header.rating).and_then(|text| parse_rating(&text)),
-        date_read: header
-            .dates_read
-            .iter()
-            .find_map(|&column| parse_date_read(&cell(record, column))),
+        rating,
+        date_read,
         series: series.as_ref().map(|s| s.series.to_string()),
         series_number: series.as_ref().map(|s| s.number.to_string()),
         title: title.into_owned(),
     })
-}
-
-/// A field decoded lossily and trimmed; empty when the record is too short to have it.
-fn cell<'a>(record: &RawRecord<'a>, column: usize) -> Cow<'a, str> {
-    match String::from_utf8_lossy(record.field(column).unwrap_or_default()) {
-        Cow::Borrowed(text) => Cow::Borrowed(text.trim()),
-        Cow::Owned(text) => Cow::Owned(text.trim().to_string()),
-    }
 }
 
 #[cfg(test)]
@@ -247,6 +391,7 @@ pub(crate) mod tests {
             );
             assert!(out.cursor.offset >= cursor.offset, "cursor went backwards");
             import.books.extend(out.books);
+            crate::pipelines::csv::apply_patches(&mut import.books, BookRef(0), &out.patches);
             import.errors.extend(out.errors);
             import.warnings.extend(out.warnings);
             cursor = out.cursor;
@@ -527,13 +672,8 @@ pub(crate) mod tests {
                 error(11, Some("E"), "too many fields: 4 where the header has 3"),
             ]
         );
-        assert_eq!(
-            import.warnings,
-            [RowWarning {
-                line: 9,
-                warning: INVALID_UTF8_WARNING.into()
-            }]
-        );
+        // The one non-UTF-8 row became an error, which says enough.
+        assert_eq!(import.warnings, []);
         let totals = ImportTotals {
             data_records: 7,
             books: 2,
@@ -545,18 +685,67 @@ pub(crate) mod tests {
         assert_eq!(success_rate(&import.totals), "2/7");
     }
 
+    fn warning(line: u64, field: &str, warning: &str) -> RowWarning {
+        RowWarning {
+            line,
+            field: field.into(),
+            warning: warning.into(),
+        }
+    }
+
     #[test]
-    fn keeps_books_with_invalid_utf8() {
-        let import = import_whole(b"Title,Author\nCaf\xE9,Ren\xE9\n");
-        assert_eq!(import.books, [book("Caf\u{FFFD}", "Ren\u{FFFD}")]);
-        assert_eq!(
-            import.warnings,
-            [RowWarning {
-                line: 2,
-                warning: INVALID_UTF8_WARNING.into()
-            }]
+    fn reads_non_utf8_records_as_windows_1252() {
+        const FALLBACK: &str = "not valid UTF-8: read as Windows-1252";
+        // (name, header window, file, books, warnings)
+        type Case = (
+            &'static str,
+            &'static [u8],
+            &'static [u8],
+            Vec<Book>,
+            Vec<RowWarning>,
         );
-        assert_eq!(import.totals.invalid_utf8_rows, 1);
+        let cases: Vec<Case> = vec![
+            (
+                "a Windows-1252 file",
+                b"Title,Author\nCaf\xE9,Ren\xE9\n",
+                b"Title,Author\nCaf\xE9,Ren\xE9\n",
+                vec![book("Caf\u{e9}", "Ren\u{e9}")],
+                vec![],
+            ),
+            (
+                // Mojibake in a Windows-1252 file stays what its bytes say.
+                "a Windows-1252 file with a valid UTF-8 row",
+                b"Title\nCaf\xE9\n",
+                b"Title\nCaf\xE9\nCaf\xC3\xA9\n",
+                vec![book("Caf\u{e9}", ""), book("Caf\u{c3}\u{a9}", "")],
+                vec![],
+            ),
+            (
+                "an ASCII window: each record decides, silently",
+                b"Title,Author\n",
+                b"Title,Author\nCaf\xE9,X\nNa\xC3\xAFve,Y\n",
+                vec![book("Caf\u{e9}", "X"), book("Na\u{ef}ve", "Y")],
+                vec![],
+            ),
+            (
+                "a UTF-8 file with one broken row",
+                "Title,Author\nNa\u{ef}ve,Y\n".as_bytes(),
+                b"Title,Author\nNa\xC3\xAFve,Y\n\x93Quoted\x94,X\n",
+                vec![book("Na\u{ef}ve", "Y"), book("\u{201c}Quoted\u{201d}", "X")],
+                vec![warning(3, "record", FALLBACK)],
+            ),
+        ];
+        for (name, window, file, books, warnings) in cases {
+            let (header, start) = read_header(window, false).expect(name);
+            let import = import_from(&header, file, start, &mut |_| (file.len(), usize::MAX));
+            assert_eq!(import.books, books, "{name}");
+            assert_eq!(import.warnings, warnings, "{name}");
+            let not_utf8 = file
+                .split(|&b| b == b'\n')
+                .filter(|line| std::str::from_utf8(line).is_err())
+                .count() as u64;
+            assert_eq!(import.totals.invalid_utf8_rows, not_utf8, "{name}");
+        }
     }
 
     #[test]
@@ -719,7 +908,7 @@ pub(crate) mod tests {
                 error(8, None, MISSING_TITLE),
                 error(
                     13,
-                    Some("Caf\u{FFFD}"),
+                    Some("Caf\u{e9}"),
                     "invalid ISBN checksum: 9780441013594"
                 ),
                 error(
@@ -729,13 +918,8 @@ pub(crate) mod tests {
                 ),
             ]
         );
-        assert_eq!(
-            import.warnings,
-            [RowWarning {
-                line: 13,
-                warning: INVALID_UTF8_WARNING.into()
-            }]
-        );
+        assert_eq!(import.warnings, []);
+        assert_eq!(import.totals.invalid_utf8_rows, 1);
     }
 
     #[test]

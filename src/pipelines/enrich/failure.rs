@@ -14,6 +14,24 @@ pub enum ParseError {
     Provider(String),
 }
 
+impl ParseError {
+    /// The body could not be read (as opposed to a readable error object): the book then ends
+    /// as a parse error, never as "not found".
+    pub fn is_unreadable(&self) -> bool {
+        matches!(self, Self::InvalidJson(_) | Self::UnexpectedShape(_))
+    }
+
+    /// What went wrong, without the provider's own text (contract 9.6: messages name the
+    /// provider and the status, never echo its response).
+    pub fn summary(&self) -> &'static str {
+        match self {
+            Self::InvalidJson(_) => "its response is not valid JSON",
+            Self::UnexpectedShape(_) => "its response has an unexpected shape",
+            Self::Provider(_) => "it reported an error",
+        }
+    }
+}
+
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -107,6 +125,26 @@ mod tests {
         ];
         for (err, want) in table {
             assert_eq!(err.to_string(), want);
+        }
+        let summaries = [
+            (
+                ParseError::InvalidJson("eof".into()),
+                true,
+                "its response is not valid JSON",
+            ),
+            (
+                ParseError::UnexpectedShape("x".into()),
+                true,
+                "its response has an unexpected shape",
+            ),
+            (
+                ParseError::Provider("Quota exceeded".into()),
+                false,
+                "it reported an error",
+            ),
+        ];
+        for (err, unreadable, summary) in summaries {
+            assert_eq!((err.is_unreadable(), err.summary()), (unreadable, summary));
         }
     }
 }

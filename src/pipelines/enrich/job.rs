@@ -32,6 +32,9 @@ pub struct EnrichWork {
     /// Provider errors where some provider failed transiently (5xx, 429, timeout).
     #[serde(default)]
     pub retryable_errors: usize,
+    /// The part of `provider_errors` that were unreadable answers (`errorKind: parse_error`).
+    #[serde(default)]
+    pub parse_errors: usize,
 }
 
 impl EnrichWork {
@@ -43,6 +46,7 @@ impl EnrichWork {
             not_found: 0,
             provider_errors: 0,
             retryable_errors: 0,
+            parse_errors: 0,
         }
     }
 
@@ -72,6 +76,10 @@ impl EnrichWork {
                     Verdict::ProviderError { transient } => {
                         self.provider_errors += 1;
                         self.retryable_errors += usize::from(transient);
+                    }
+                    Verdict::Unreadable => {
+                        self.provider_errors += 1;
+                        self.parse_errors += 1;
                     }
                 }
             }
@@ -161,7 +169,7 @@ async fn look_up(ctx: &impl Ctx<EnrichWork>, input: BookInput, bases: Bases) -> 
                 }
                 step = lookup.answer(
                     answer
-                        .map(|a| (a.status, String::from_utf8_lossy(&a.body).into_owned()))
+                        .map(|a| (a.status, a.body))
                         .map_err(|e| e.to_string()),
                 );
             }
@@ -252,6 +260,7 @@ impl Pipeline for Enrichment {
             "failureCount": work.not_found + work.provider_errors,
             "notFound": work.not_found,
             "providerErrors": work.provider_errors,
+            "parseErrors": work.parse_errors,
             "duration": ctx.processing_ms(),
         }))
     }

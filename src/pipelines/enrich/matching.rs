@@ -14,9 +14,11 @@
 //!   Before comparing, titles are case-folded, common Latin diacritics folded (é → e),
 //!   apostrophes dropped (Ender's → enders), `&` read as "and", other punctuation made a word
 //!   break, the articles a/an/the dropped, and anything in brackets removed (Goodreads-style
-//!   "(Dune Chronicles, #1)", "(Deluxe Edition)"). The subtitle after the first `:` is
-//!   ignored unless *both* sides have one; then the full titles are compared, so that
-//!   "Star Wars: Heir to the Empire" does not match "Star Wars: Dark Force Rising".
+//!   "(Dune Chronicles, #1)", "(Deluxe Edition)"). The subtitle after the first `:` (or a
+//!   spaced dash, " - ") is ignored unless *both* sides have one; then the full titles are
+//!   compared, so that "Star Wars: Heir to the Empire" does not match "Star Wars: Dark Force
+//!   Rising". A statement of responsibility is cut first ([`strip_responsibility`]): the
+//!   author after a catalogue's `\c` marker, or after ` / ` or `by` when it is the author.
 //! - **Author overlap** compares surnames only, as the overlap coefficient
 //!   `shared / min(|input surnames|, |candidate surnames|)`, so a record listing fewer
 //!   (or more) co-authors still counts. A surname is the last word of a name, ignoring
@@ -80,12 +82,18 @@ pub fn score(input: &BookInput, candidate: &Candidate) -> f64 {
     if isbn_matches(input, candidate) {
         return 1.0;
     }
+    let input_surnames = input.author.as_deref().map(surnames).unwrap_or_default();
+    let named: Vec<&str> = input
+        .author
+        .iter()
+        .chain(candidate.authors.iter().take(MAX_TOKENS))
+        .map(String::as_str)
+        .collect();
     let title = title_similarity(
-        &input.title,
-        &candidate.title,
+        strip_responsibility(&input.title, &named),
+        strip_responsibility(&candidate.title, &named),
         candidate.subtitle.as_deref(),
     );
-    let input_surnames = input.author.as_deref().map(surnames).unwrap_or_default();
     let candidate_surnames = dedup(
         candidate
             .authors
@@ -119,11 +127,75 @@ pub fn best_match<'a>(input: &BookInput, candidates: &'a [Candidate]) -> Option<
     let mut best: Option<(&Candidate, f64)> = None;
     for c in candidates {
         let s = score(input, c);
-        if s >= MIN_SCORE && best.is_none_or(|(_, b)| s > b) {
+        // On a tie, a record with a cover beats one without: providers list duplicates of a
+        // work, and the one the user will see should show its cover.
+        let better = match best {
+            None => true,
+            Some((b, bs)) => s > bs || (s == bs && b.cover_url.is_none() && c.cover_url.is_some()),
+        };
+        if s >= MIN_SCORE && better {
             best = Some((c, s));
         }
     }
     best.map(|(c, _)| c)
+}
+
+/// A title without a statement of responsibility. Library catalogues, and the Google Books
+/// records copied from them, append the author after a MARC `\c` marker or a ` / `
+/// (`Java NIO \c Ron Hitchens`, `Dune / Frank Herbert`), and prose writes `by <author>`. The
+/// `\c` tail is always cut (it is never title text); the others only when the tail names a
+/// surname of one of `authors`, so `Stand by Me` keeps its words.
+pub fn strip_responsibility<'a>(title: &'a str, authors: &[&str]) -> &'a str {
+    if let Some(at) = title.find("\\c") {
+        let before = title.get(..at).unwrap_or_default();
+        let after = title.get(at + 2..).unwrap_or_default();
+        let marker = (before.is_empty() || before.ends_with(char::is_whitespace))
+            && (after.is_empty() || after.starts_with(char::is_whitespace));
+        if marker && !before.trim().is_empty() {
+            return before.trim_end();
+        }
+    }
+    let known: Vec<String> = authors.iter().flat_map(|a| surnames(a)).collect();
+    if known.is_empty() {
+        return title;
+    }
+    let lower = title.to_lowercase();
+    // Byte positions agree between `title` and `lower` only when folding kept every length;
+    // otherwise the title is left as it is.
+    if lower.len() != title.len() {
+        return title;
+    }
+    for separator in [" / ", " by "] {
+        let Some(at) = lower.rfind(separator) else {
+            continue;
+        };
+        let (head, tail) = (
+            title.get(..at).unwrap_or_default(),
+            title.get(at + separator.len()..).unwrap_or_default(),
+        );
+        let names_author = surnames(tail).iter().any(|s| known.contains(s));
+        if names_author && !head.trim().is_empty() {
+            return head.trim_end();
+        }
+    }
+    title
+}
+
+/// The main title and the subtitle: split at the first `:`, or at a spaced dash (` - `,
+/// ` – `, ` — `), which records use the same way (`Sapiens - A Brief History`); a dash inside a
+/// word (`Catch-22`) is no separator.
+fn split_subtitle(text: &str) -> (&str, &str) {
+    let at = [":", " - ", " \u{2013} ", " \u{2014} "]
+        .iter()
+        .filter_map(|sep| text.find(sep).map(|i| (i, sep.len())))
+        .min();
+    match at {
+        Some((i, len)) => (
+            text.get(..i).unwrap_or_default(),
+            text.get(i + len..).unwrap_or_default(),
+        ),
+        None => (text, ""),
+    }
 }
 
 /// The title to send to a provider's search: bracketed series or edition notes removed
@@ -153,7 +225,7 @@ struct TitleParts {
 
 fn title_parts(title: &str) -> TitleParts {
     let stripped = strip_bracketed(title);
-    let (main, subtitle) = stripped.split_once(':').unwrap_or((&stripped, ""));
+    let (main, subtitle) = split_subtitle(&stripped);
     let main = content_words(main);
     if !main.is_empty() {
         return TitleParts {
@@ -904,6 +976,138 @@ mod tests {
             let got = word_dice(&words(a), &words(b));
             assert!((got - want).abs() < 1e-9, "{a:?} {b:?}: {got}");
         }
+    }
+
+    #[test]
+    fn statements_of_responsibility_are_cut() {
+        let table: &[(&str, &[&str], &str)] = &[
+            ("Java NIO \\c Ron Hitchens", &["Ron Hitchens"], "Java NIO"),
+            ("Java NIO \\c Ron Hitchens", &[], "Java NIO"),
+            ("Java NIO \\c", &[], "Java NIO"),
+            ("Dune / Frank Herbert", &["Herbert, Frank"], "Dune"),
+            ("Dune / edited by Frank Herbert", &["Frank Herbert"], "Dune"),
+            ("Dune by Frank Herbert", &["F. Herbert"], "Dune"),
+            // Only the author's name makes a tail a statement of responsibility.
+            ("Stand by Me", &["Stephen King"], "Stand by Me"),
+            ("Either / Or", &["Søren Kierkegaard"], "Either / Or"),
+            ("Dune / Frank Herbert", &[], "Dune / Frank Herbert"),
+            // A title that is nothing but the marker's tail is kept.
+            ("\\c Ron Hitchens", &[], "\\c Ron Hitchens"),
+            ("by Frank Herbert", &["Frank Herbert"], "by Frank Herbert"),
+            ("C:\\code", &[], "C:\\code"),
+        ];
+        for (title, authors, want) in table {
+            assert_eq!(strip_responsibility(title, authors), *want, "{title}");
+        }
+    }
+
+    #[test]
+    fn records_with_an_author_suffix_or_a_dash_subtitle_match() {
+        // (input title, input author, record title, record subtitle, record authors, accept)
+        type Row<'a> = (
+            &'a str,
+            &'a str,
+            &'a str,
+            Option<&'a str>,
+            &'a [&'a str],
+            bool,
+        );
+        let table: &[Row] = &[
+            (
+                "Java NIO",
+                "Ron Hitchens",
+                "Java NIO \\c Ron Hitchens",
+                None,
+                &["Ron Hitchens"],
+                true,
+            ),
+            (
+                "Java NIO",
+                "Ron Hitchens",
+                "Java NIO \\c Ron Hitchens",
+                None,
+                &[],
+                true,
+            ),
+            (
+                "Dune",
+                "Frank Herbert",
+                "Dune / Frank Herbert",
+                None,
+                &["Frank Herbert"],
+                true,
+            ),
+            (
+                "Sapiens",
+                "Yuval Noah Harari",
+                "Sapiens - A Brief History of Humankind",
+                None,
+                &["Yuval Noah Harari"],
+                true,
+            ),
+            (
+                "Sapiens",
+                "Yuval Noah Harari",
+                "Sapiens \u{2014} A Brief History",
+                None,
+                &["Yuval Noah Harari"],
+                true,
+            ),
+            // Still not a sequel or another book by the same author.
+            (
+                "Java NIO",
+                "Ron Hitchens",
+                "Java NIO Advanced Cookbook \\c Ron Hitchens",
+                None,
+                &["Ron Hitchens"],
+                false,
+            ),
+            (
+                "Star Wars - Heir to the Empire",
+                "Timothy Zahn",
+                "Star Wars: Dark Force Rising",
+                None,
+                &["Timothy Zahn"],
+                false,
+            ),
+        ];
+        for (title, author, c_title, c_sub, c_authors, accept) in table {
+            let input = BookInput::new(title, Some(author), None);
+            let c = cand(c_title, *c_sub, c_authors);
+            let s = score(&input, &c);
+            assert_eq!(s >= MIN_SCORE, *accept, "{title} vs {c_title}: {s}");
+        }
+    }
+
+    #[test]
+    fn a_tie_goes_to_the_record_with_a_cover() {
+        let input = BookInput::new("Dune", Some("Frank Herbert"), None);
+        let bare = cand("Dune", None, &["Frank Herbert"]);
+        let mut covered = bare.clone();
+        covered.cover_url = Some("https://covers.openlibrary.org/b/id/1-L.jpg".into());
+        let mut covered_later = covered.clone();
+        covered_later.source_id = Some("later".into());
+        let table: &[(Vec<Candidate>, usize)] = &[
+            (vec![bare.clone(), covered.clone()], 1),
+            (vec![covered.clone(), bare.clone()], 0),
+            (vec![covered.clone(), covered_later.clone()], 0),
+            (vec![bare.clone(), bare.clone()], 0),
+        ];
+        for (candidates, want) in table {
+            let got = best_match(&input, candidates)
+                .map(|c| candidates.iter().position(|x| std::ptr::eq(x, c)).unwrap());
+            assert_eq!(got, Some(*want), "{candidates:?}");
+        }
+        // A cover never outweighs a better score.
+        let messiah = {
+            let mut c = cand("Dune Messiah", None, &["Frank Herbert"]);
+            c.cover_url = covered.cover_url.clone();
+            c
+        };
+        assert_eq!(
+            best_match(&input, &[messiah, bare.clone()]).map(|c| c.title.as_str()),
+            Some("Dune")
+        );
     }
 
     #[test]

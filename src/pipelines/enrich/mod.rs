@@ -178,7 +178,8 @@ mod tests {
                 json!({
                     "input": {"title": "The Hobbit", "author": "J.R.R. Tolkien"},
                     "success": false,
-                    "error": "no matching book found"
+                    "error": "no matching book found",
+                    "errorKind": "not_found"
                 }),
             ),
             (
@@ -222,6 +223,59 @@ mod tests {
         ];
         for (input, candidates, provider, want) in table {
             assert_eq!(outcome(&input, &candidates, provider), want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn real_provider_shapes_become_contract_lines() {
+        use crate::pipelines::provider_body::decode_body;
+        let gb = |bytes: &[u8]| google_books::parse(&decode_body(bytes)).unwrap();
+        let ol = |body: &str| open_library::parse_search(body).unwrap();
+        let edition = |body: &str| vec![open_library::parse_edition(body).unwrap().candidate];
+        // (shape, input, candidates, provider, the expected results line)
+        let table = [
+            (
+                "a body with a UTF-8 BOM",
+                book("Dune", None, Some("9780441013593")),
+                gb(fixture_bytes!("books", "gb_bom.json")),
+                Provider::GoogleBooks,
+                json!({"title": "Dune", "isbn13": "9780441013593"}),
+            ),
+            (
+                "a title with the author after a \\c marker",
+                book("Java NIO", Some("Ron Hitchens"), None),
+                gb(fixture!("books", "gb_responsibility_title.json").as_bytes()),
+                Provider::GoogleBooks,
+                json!({"title": "Java NIO", "publisher": "O'Reilly", "publishedDate": "2002"}),
+            ),
+            (
+                "a quoted publisher and a timestamp date",
+                book("Station Eleven", Some("Emily St. John Mandel"), None),
+                gb(fixture!("books", "gb_quoted_publisher_timestamp.json").as_bytes()),
+                Provider::GoogleBooks,
+                json!({"publisher": "Knopf Doubleday Publishing Group", "publishedDate": "2014-09-09"}),
+            ),
+            (
+                "duplicate search records, only the second with a cover",
+                book("Dune", Some("Frank Herbert"), None),
+                ol(fixture!("books", "ol_search_dune_duplicates.json")),
+                Provider::OpenLibrary,
+                json!({"coverUrl": "https://covers.openlibrary.org/b/id/11481354-L.jpg", "isbn13": "9780441013593"}),
+            ),
+            (
+                "an edition with curly-quoted publisher and a month date",
+                book("The Left Hand of Darkness", None, Some("9780441478125")),
+                edition(fixture!("books", "ol_edition_month_date.json")),
+                Provider::OpenLibrary,
+                json!({"publisher": "Ace Books", "publishedDate": "1987-03"}),
+            ),
+        ];
+        for (shape, input, candidates, provider, want) in table {
+            let line = outcome(&input, &candidates, provider);
+            assert_eq!(line["success"], true, "{shape}: {line}");
+            for (key, value) in want.as_object().unwrap() {
+                assert_eq!(&line["enriched"][key], value, "{shape}: {key} in {line}");
+            }
         }
     }
 

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::matching::strip_responsibility;
 use super::request::BookInput;
 use crate::isbn::{classify, isbn13_to_10, normalize, IsbnCheck};
 
@@ -64,6 +65,19 @@ impl EnrichedBook {
     }
 }
 
+/// Why a book was not enriched, for machines: `errorKind` in its results line.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// Some provider answered and none had a matching record.
+    NotFound,
+    /// Every provider asked failed (timeout, network, an error status, or an error object).
+    ProviderError,
+    /// A provider answered 2xx with a body that could not be read; no match came from the
+    /// others. Never reported as "not found": the unreadable answer may have held the book.
+    ParseError,
+}
+
 /// One book's line in the results.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -72,6 +86,9 @@ pub struct BookOutcome {
     pub success: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Present exactly when `success` is false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<ErrorKind>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enriched: Option<EnrichedBook>,
 }
@@ -82,21 +99,47 @@ impl BookOutcome {
             input,
             success: true,
             error: None,
+            error_kind: None,
             enriched: Some(enriched),
         }
     }
 
     pub fn not_found(input: BookInput) -> Self {
-        Self::provider_error(input, NOT_FOUND_MESSAGE)
+        Self::failed(input, ErrorKind::NotFound, NOT_FOUND_MESSAGE)
     }
 
     pub fn provider_error(input: BookInput, message: impl Into<String>) -> Self {
+        Self::failed(input, ErrorKind::ProviderError, message)
+    }
+
+    pub fn parse_error(input: BookInput, message: impl Into<String>) -> Self {
+        Self::failed(input, ErrorKind::ParseError, message)
+    }
+
+    fn failed(input: BookInput, kind: ErrorKind, message: impl Into<String>) -> Self {
         Self {
             input,
             success: false,
             error: Some(message.into()),
+            error_kind: Some(kind),
             enriched: None,
         }
+    }
+
+    /// The outcome's error kind; `None` for a found book. Lines stored before the kind
+    /// existed carry only the message, from which it is the one thing to read it.
+    pub fn kind(&self) -> Option<ErrorKind> {
+        if self.success {
+            return None;
+        }
+        Some(
+            self.error_kind
+                .unwrap_or(if self.error.as_deref() == Some(NOT_FOUND_MESSAGE) {
+                    ErrorKind::NotFound
+                } else {
+                    ErrorKind::ProviderError
+                }),
+        )
     }
 }
 
@@ -131,14 +174,22 @@ pub struct Candidate {
 }
 
 impl Candidate {
+    /// The results line's record: values as the provider gave them, except the title, cut
+    /// of a statement of responsibility (`Java NIO \c Ron Hitchens` is `Java NIO`, see
+    /// [`strip_responsibility`]), and `publisher` and `publishedDate`, cleaned to the
+    /// results' shapes ([`clean_publisher`], [`clean_published_date`]).
     pub fn to_enriched(&self, provider: Provider) -> EnrichedBook {
+        let authors: Vec<&str> = self.authors.iter().map(String::as_str).collect();
         EnrichedBook {
-            title: self.title.clone(),
+            title: strip_responsibility(&self.title, &authors).to_string(),
             authors: self.authors.clone(),
             isbn13: self.isbn13.clone(),
             isbn10: self.isbn10.clone(),
-            publisher: self.publisher.clone(),
-            published_date: self.published_date.clone(),
+            publisher: self.publisher.as_deref().and_then(clean_publisher),
+            published_date: self
+                .published_date
+                .as_deref()
+                .and_then(clean_published_date),
             page_count: self.page_count,
             cover_url: self.cover_url.clone(),
             provider,
@@ -149,6 +200,137 @@ impl Candidate {
     pub fn carries_isbn(&self, isbn13: &str) -> bool {
         self.isbns.iter().any(|i| i == isbn13)
     }
+}
+
+/// A publisher name without the literal quotes some records wrap it in (`"Knopf"`, curly
+/// quotes too) and with its whitespace collapsed; `None` when nothing is left.
+pub fn clean_publisher(raw: &str) -> Option<String> {
+    let quotes = |c: char| {
+        matches!(
+            c,
+            '"' | '\'' | '\u{201C}' | '\u{201D}' | '\u{2018}' | '\u{2019}'
+        )
+    };
+    let mut text = raw.trim();
+    // Only a matched pair is a wrapper: `O'Reilly` keeps its apostrophe.
+    while let (Some(first), Some(last)) = (text.chars().next(), text.chars().last()) {
+        if text.chars().count() < 2 || !quotes(first) || !quotes(last) {
+            break;
+        }
+        text = text
+            .get(first.len_utf8()..text.len() - last.len_utf8())
+            .unwrap_or_default()
+            .trim();
+    }
+    let words: Vec<&str> = text.split_whitespace().collect();
+    (!words.is_empty()).then(|| words.join(" "))
+}
+
+const MONTHS: [&str; 12] = [
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+];
+
+/// A publication date as `YYYY-MM-DD`, `YYYY-MM` or `YYYY`, as precise as the provider was and
+/// no more:
+/// - ISO forms, including a full timestamp (`2014-09-09T00:00:00Z` is `2014-09-09`); an
+///   impossible month or day drops to the precision that holds (`2005-13-40` is `2005`);
+/// - English forms Open Library uses: `August 2, 2005`, `2 August 2005`, `Aug. 2005`;
+/// - otherwise the one year the text names (`c1965`, `[1965?]`, `1965 printing`);
+/// - `None` for text with no year or several (`1965-1970`), rather than a guess.
+pub fn clean_published_date(raw: &str) -> Option<String> {
+    let text = raw.trim();
+    if let Some(iso) = iso_date(text) {
+        return Some(iso);
+    }
+    let lower = text.to_ascii_lowercase();
+    let words: Vec<&str> = lower
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let years: Vec<u32> = words
+        .iter()
+        .filter(|w| w.len() == 4 && w.bytes().all(|b| b.is_ascii_digit()))
+        .filter_map(|w| w.parse().ok())
+        .filter(|y| (1000..=2999).contains(y))
+        .collect();
+    let year = match years.as_slice() {
+        [year] => *year,
+        // `c1965`: a year glued to a copyright mark.
+        [] => {
+            let digits: Vec<u32> = words
+                .iter()
+                .filter_map(|w| w.strip_prefix('c'))
+                .filter(|w| w.len() == 4)
+                .filter_map(|w| w.parse().ok())
+                .collect();
+            match digits.as_slice() {
+                [year] if (1000..=2999).contains(year) => *year,
+                _ => return None,
+            }
+        }
+        _ => return None,
+    };
+    // A month is a word of three letters or more that begins its English name (`aug`,
+    // `sept`, `august`).
+    let month = words.iter().find_map(|w| {
+        MONTHS
+            .iter()
+            .position(|m| w.len() >= 3 && m.starts_with(*w))
+            .map(|i| i as u32 + 1)
+    });
+    let day = words
+        .iter()
+        .filter(|w| w.len() <= 2 && w.bytes().all(|b| b.is_ascii_digit()))
+        .filter_map(|w| w.parse::<u32>().ok())
+        .next();
+    Some(match (month, day) {
+        (Some(m), Some(d)) if crate::time::is_valid_date(i64::from(year), m, d) => {
+            format!("{year:04}-{m:02}-{d:02}")
+        }
+        (Some(m), _) => format!("{year:04}-{m:02}"),
+        _ => format!("{year:04}"),
+    })
+}
+
+/// `YYYY`, `YYYY-MM`, `YYYY-MM-DD`, optionally followed by a `T` time: as precise as valid.
+fn iso_date(text: &str) -> Option<String> {
+    let date = text.split(['T', 't', ' ']).next()?;
+    let parts: Vec<&str> = date.split('-').collect();
+    let number = |s: &str, len: usize| {
+        (s.len() == len && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u32>().ok())
+            .flatten()
+    };
+    let rest_ok = text
+        .get(date.len()..)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['T', 't']));
+    if !rest_ok {
+        return None;
+    }
+    let year = number(parts.first()?, 4).filter(|y| (1000..=2999).contains(y))?;
+    let month = parts.get(1).map(|m| number(m, 2));
+    let day = parts.get(2).map(|d| number(d, 2));
+    if parts.len() > 3 || month == Some(None) || day == Some(None) {
+        return None;
+    }
+    Some(match (month.flatten(), day.flatten()) {
+        (Some(m), Some(d)) if crate::time::is_valid_date(i64::from(year), m, d) => {
+            format!("{year:04}-{m:02}-{d:02}")
+        }
+        (Some(m), _) if (1..=12).contains(&m) => format!("{year:04}-{m:02}"),
+        _ => format!("{year:04}"),
+    })
 }
 
 /// Collects a record's identifiers. The primary pair is the first valid ISBN-13, else the
@@ -371,11 +553,15 @@ mod tests {
             ),
             (
                 BookOutcome::not_found(BookInput::new("Dune", None, Some("123"))),
-                json!({"input": {"title": "Dune", "isbn": "123"}, "success": false, "error": NOT_FOUND_MESSAGE}),
+                json!({"input": {"title": "Dune", "isbn": "123"}, "success": false, "error": NOT_FOUND_MESSAGE, "errorKind": "not_found"}),
             ),
             (
                 BookOutcome::provider_error(input, "Google Books: 503"),
-                json!({"input": {"title": "Dune", "author": "Frank Herbert"}, "success": false, "error": "Google Books: 503"}),
+                json!({"input": {"title": "Dune", "author": "Frank Herbert"}, "success": false, "error": "Google Books: 503", "errorKind": "provider_error"}),
+            ),
+            (
+                BookOutcome::parse_error(BookInput::new("Dune", None, None), "unreadable"),
+                json!({"input": {"title": "Dune"}, "success": false, "error": "unreadable", "errorKind": "parse_error"}),
             ),
         ];
         for (outcome, want) in table {
@@ -407,6 +593,58 @@ mod tests {
             serde_json::to_value(EnrichmentResults { books: vec![] }).unwrap(),
             json!({"books": []})
         );
+    }
+
+    #[test]
+    fn publishers_lose_their_literal_quotes() {
+        let table = [
+            (
+                "\"Knopf Doubleday Publishing Group\"",
+                s("Knopf Doubleday Publishing Group"),
+            ),
+            ("\u{201C}Ace Books\u{201D}", s("Ace Books")),
+            ("'Penguin'", s("Penguin")),
+            ("\"\"Tor\"\"", s("Tor")),
+            ("O'Reilly Media, Inc.", s("O'Reilly Media, Inc.")),
+            ("\"O'Reilly\"", s("O'Reilly")),
+            ("  Harper   Collins ", s("Harper Collins")),
+            ("\"\"", None),
+            ("\"", s("\"")),
+            ("", None),
+        ];
+        for (raw, want) in table {
+            assert_eq!(clean_publisher(raw), want, "{raw}");
+        }
+    }
+
+    #[test]
+    fn published_dates_take_the_results_shapes() {
+        let table = [
+            ("2005-08-02", s("2005-08-02")),
+            ("2014-09-09T00:00:00Z", s("2014-09-09")),
+            ("2014-09-09T12:30:00.000+02:00", s("2014-09-09")),
+            ("2005-08", s("2005-08")),
+            ("2005", s("2005")),
+            (" 1937 ", s("1937")),
+            ("2005-02-30", s("2005-02")),
+            ("2005-13-01", s("2005")),
+            ("August 2, 2005", s("2005-08-02")),
+            ("2 August 2005", s("2005-08-02")),
+            ("Aug. 2005", s("2005-08")),
+            ("Sept 1999", s("1999-09")),
+            ("March 1987", s("1987-03")),
+            ("February 30, 2001", s("2001-02")),
+            ("c1965", s("1965")),
+            ("[1965?]", s("1965")),
+            ("1965 printing", s("1965")),
+            ("1965-1970", None),
+            ("n.d.", None),
+            ("", None),
+            ("0000", None),
+        ];
+        for (raw, want) in table {
+            assert_eq!(clean_published_date(raw), want, "{raw}");
+        }
     }
 
     #[test]

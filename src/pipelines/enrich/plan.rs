@@ -9,9 +9,12 @@
 //!   search.
 //!
 //! The first match wins. A provider that fails (5xx, timeout, a body it cannot read) is
-//! skipped, not retried: the next provider is asked instead. A book ends as *not found* when
-//! at least one provider answered and none matched, and as a *provider error* only when every
-//! provider that was asked failed.
+//! skipped, not retried: the next provider is asked instead. Without a match, a book ends as
+//! a *parse error* when some provider's 2xx body could not be read (its answer may have held
+//! the book, so "not found" would be a claim nobody checked); else as *not found* when at
+//! least one provider answered; and as a *provider error* only when every provider asked
+//! failed. Bodies arrive as bytes and are decoded here ([`decode_body`]), and only for a 2xx
+//! status: an HTTP status is never lost to a body that does not decode.
 
 use super::failure::{classify_status, LookupFailure};
 use super::matching::best_match;
@@ -19,6 +22,7 @@ use super::model::{BookOutcome, Candidate, EnrichedBook, Provider};
 use super::open_library::{self, EditionCandidate, MAX_AUTHOR_LOOKUPS};
 use super::request::BookInput;
 use super::{google_books, matching};
+use crate::pipelines::provider_body::decode_body;
 
 /// Where the providers live (configuration).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,8 +32,8 @@ pub struct Bases {
     pub open_library: String,
 }
 
-/// What a request produced: an HTTP status with its body, or no answer at all.
-pub type Answer = Result<(u16, String), String>;
+/// What a request produced: an HTTP status with its raw body bytes, or no answer at all.
+pub type Answer = Result<(u16, Vec<u8>), String>;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
@@ -49,6 +53,9 @@ pub enum Verdict {
     ProviderError {
         transient: bool,
     },
+    /// A provider answered with a body that could not be read (`errorKind: parse_error`):
+    /// never taken for "not found".
+    Unreadable,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -72,6 +79,8 @@ pub struct Lookup {
     /// A provider answered (even with nothing): the book is then "not found", not an error.
     answered: bool,
     failures: Vec<String>,
+    /// Providers whose 2xx body could not be read, and why (no response text).
+    unreadable: Vec<String>,
     /// Some provider failed in a way that may pass (5xx, 429, timeout, no answer).
     transient: bool,
     verdict: Option<Verdict>,
@@ -92,6 +101,7 @@ impl Lookup {
             stage,
             answered: false,
             failures: Vec::new(),
+            unreadable: Vec::new(),
             transient: false,
             verdict: None,
         };
@@ -102,6 +112,11 @@ impl Lookup {
     /// How the lookup ended, once it returned [`Step::Done`].
     pub fn verdict(&self) -> Option<Verdict> {
         self.verdict
+    }
+
+    /// Whether some provider failed in a way that may pass (5xx, 429, timeout).
+    pub fn failed_transiently(&self) -> bool {
+        self.transient
     }
 
     fn request(&mut self) -> Step {
@@ -147,6 +162,16 @@ impl Lookup {
     }
 
     fn unmatched(&mut self) -> BookOutcome {
+        if !self.unreadable.is_empty() {
+            self.verdict = Some(Verdict::Unreadable);
+            return BookOutcome::parse_error(
+                self.input.clone(),
+                format!(
+                    "a provider's answer could not be read: {}",
+                    self.unreadable.join("; ")
+                ),
+            );
+        }
         if self.answered || self.failures.is_empty() {
             self.verdict = Some(Verdict::NotFound);
             BookOutcome::not_found(self.input.clone())
@@ -184,7 +209,7 @@ impl Lookup {
 
     /// Feeds the answer to the last [`Step::Fetch`] and returns what to do next.
     pub fn answer(&mut self, answer: Answer) -> Step {
-        let (status, body) = match answer {
+        let (status, bytes) = match answer {
             Err(network) => {
                 if matches!(self.stage, Stage::OpenLibraryAuthor { .. }) {
                     return self.author_done(None);
@@ -196,7 +221,7 @@ impl Lookup {
         };
         if matches!(self.stage, Stage::OpenLibraryAuthor { .. }) {
             let name = (status == 200)
-                .then(|| open_library::parse_author(&body))
+                .then(|| open_library::parse_author(&decode_body(&bytes)))
                 .flatten();
             return self.author_done(name);
         }
@@ -216,6 +241,7 @@ impl Lookup {
             Stage::GoogleByIsbn | Stage::GoogleByTitle => Provider::GoogleBooks,
             _ => Provider::OpenLibrary,
         };
+        let body = decode_body(&bytes);
         let parsed = match self.stage {
             Stage::GoogleByIsbn | Stage::GoogleByTitle => google_books::parse(&body),
             Stage::OpenLibrarySearch => open_library::parse_search(&body),
@@ -230,7 +256,13 @@ impl Lookup {
             Stage::OpenLibraryAuthor { .. } => return self.author_done(None),
         };
         match parsed {
-            Err(e) => self.fail(e.to_string()),
+            Err(e) if e.is_unreadable() => {
+                let name = self.provider_name();
+                self.unreadable
+                    .push(format!("{name} answered HTTP {status} but {}", e.summary()));
+                self.fail(e.summary().to_string())
+            }
+            Err(e) => self.fail(e.summary().to_string()),
             Ok(candidates) => {
                 self.answered = true;
                 match best_match(&self.input, &candidates) {
@@ -316,7 +348,7 @@ mod tests {
     }
 
     fn ok(body: &str) -> Answer {
-        Ok((200, body.to_string()))
+        Ok((200, body.as_bytes().to_vec()))
     }
 
     #[test]
@@ -340,7 +372,7 @@ mod tests {
         let (outcome, urls) = run(
             input,
             &[
-                ("http://gb", Ok((500, "{}".into()))),
+                ("http://gb", Ok((500, b"{}".to_vec()))),
                 ("http://ol/isbn/", ok(fixture!("books", "ol_edition.json"))),
                 (
                     "http://ol/authors/",
@@ -389,22 +421,22 @@ mod tests {
         let (outcome, _) = run(
             input.clone(),
             &[
-                ("http://gb", Ok((503, String::new()))),
+                ("http://gb", Ok((503, Vec::new()))),
                 ("http://ol", Err("timeout".into())),
             ],
         );
         assert!(!outcome.success);
         let error = outcome.error.unwrap();
         let (mut lookup, _) = Lookup::start(BookInput::new("Anything", None, None), bases());
-        lookup.answer(Ok((403, String::new())));
-        lookup.answer(Ok((400, String::new())));
+        lookup.answer(Ok((403, Vec::new())));
+        lookup.answer(Ok((400, Vec::new())));
         assert_eq!(
             lookup.verdict(),
             Some(Verdict::ProviderError { transient: false }),
             "rejections are not worth retrying"
         );
         let (mut lookup, _) = Lookup::start(BookInput::new("Anything", None, None), bases());
-        lookup.answer(Ok((403, String::new())));
+        lookup.answer(Ok((403, Vec::new())));
         lookup.answer(Err("timeout".into()));
         assert_eq!(
             lookup.verdict(),
@@ -420,7 +452,7 @@ mod tests {
         let (outcome, _) = run(
             input,
             &[
-                ("http://gb", Ok((503, String::new()))),
+                ("http://gb", Ok((503, Vec::new()))),
                 ("http://ol", ok(fixture!("books", "ol_search_empty.json"))),
             ],
         );
@@ -440,7 +472,7 @@ mod tests {
                     "http://gb/volumes?q=isbn",
                     ok(fixture!("books", "gb_no_items.json")),
                 ),
-                ("http://ol/isbn/", Ok((404, "{}".into()))),
+                ("http://ol/isbn/", Ok((404, b"{}".to_vec()))),
                 (
                     "http://gb/volumes?q=intitle",
                     ok(fixture!("books", "gb_full.json")),
@@ -464,5 +496,127 @@ mod tests {
         );
         let enriched = outcome.enriched.expect("the ISBN match stands");
         assert_eq!(enriched.provider, Provider::OpenLibrary);
+    }
+
+    fn status(code: u16, body: &[u8]) -> Answer {
+        Ok((code, body.to_vec()))
+    }
+
+    #[test]
+    fn real_provider_bodies_are_read_whatever_their_encoding() {
+        use super::super::model::ErrorKind;
+        let bom = fixture_bytes!("books", "gb_bom.json");
+        let utf16_429 = fixture_bytes!("books", "gb_error_429_utf16.json");
+        let dune = || BookInput::new("Dune", Some("Frank Herbert"), Some("9780441013593"));
+        let title_only = || BookInput::new("Dune", Some("Frank Herbert"), None);
+        let empty = ok(fixture!("books", "ol_search_empty.json"));
+        // (name, input, answers, success, error kind, transient)
+        type Case = (
+            &'static str,
+            BookInput,
+            Vec<(&'static str, Answer)>,
+            bool,
+            Option<ErrorKind>,
+            bool,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "a Google Books body with a UTF-8 BOM",
+                dune(),
+                vec![("http://gb", status(200, bom))],
+                true,
+                None,
+                false,
+            ),
+            (
+                "a 429 saved as UTF-16 keeps its status: transient, then Open Library",
+                title_only(),
+                vec![
+                    ("http://gb", status(429, utf16_429)),
+                    ("http://ol", empty.clone()),
+                ],
+                false,
+                Some(ErrorKind::NotFound),
+                true,
+            ),
+            (
+                "every provider failing with a UTF-16 429",
+                title_only(),
+                vec![
+                    ("http://gb", status(429, utf16_429)),
+                    ("http://ol", status(429, utf16_429)),
+                ],
+                false,
+                Some(ErrorKind::ProviderError),
+                true,
+            ),
+            (
+                "an unreadable answer is never \"not found\"",
+                title_only(),
+                vec![
+                    ("http://gb", status(200, b"<html>oops</html>")),
+                    ("http://ol", empty.clone()),
+                ],
+                false,
+                Some(ErrorKind::ParseError),
+                false,
+            ),
+            (
+                "an unreadable answer, then a match elsewhere",
+                title_only(),
+                vec![
+                    ("http://gb", status(200, b"{\"items\": 7}")),
+                    (
+                        "http://ol",
+                        ok(fixture!("books", "ol_search_dune_duplicates.json")),
+                    ),
+                ],
+                true,
+                None,
+                false,
+            ),
+            (
+                "an error object with a 200 is a provider failure",
+                title_only(),
+                vec![
+                    (
+                        "http://gb",
+                        status(200, br#"{"error":{"message":"Quota exceeded"}}"#),
+                    ),
+                    ("http://ol", status(503, b"")),
+                ],
+                false,
+                Some(ErrorKind::ProviderError),
+                true,
+            ),
+        ];
+        for (name, input, answers, success, kind, transient) in cases {
+            let (mut lookup, mut step) = Lookup::start(input, bases());
+            let outcome = loop {
+                match step {
+                    Step::Done(outcome) => break *outcome,
+                    Step::Fetch(_, url) => {
+                        let answer = answers
+                            .iter()
+                            .find(|(prefix, _)| url.starts_with(prefix))
+                            .map(|(_, a)| a.clone())
+                            .unwrap_or_else(|| ok(r#"{"numFound":0,"docs":[]}"#));
+                        step = lookup.answer(answer);
+                    }
+                }
+            };
+            assert_eq!(outcome.success, success, "{name}: {outcome:?}");
+            assert_eq!(outcome.error_kind, kind, "{name}: {outcome:?}");
+            assert_eq!(lookup.failed_transiently(), transient, "{name}");
+            // Messages name the provider and the status, never the provider's own text.
+            let error = outcome.error.unwrap_or_default();
+            assert!(!error.contains("Quota exceeded"), "{name}: {error}");
+            if kind == Some(ErrorKind::ParseError) {
+                assert!(
+                    error.contains("Google Books answered HTTP 200"),
+                    "{name}: {error}"
+                );
+            }
+        }
     }
 }

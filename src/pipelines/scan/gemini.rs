@@ -9,6 +9,7 @@ use super::results::{BoundingBox, ScanBook};
 use crate::base64;
 use crate::host::{Answer, CallError};
 use crate::isbn::{classify, IsbnCheck};
+use crate::pipelines::provider_body::decode_body;
 use crate::time::{retry_after_ms, Millis};
 
 pub const PROMPT: &str = "This photo shows books on a shelf, a table or a floor. Identify every \
@@ -118,6 +119,9 @@ pub enum GeminiError {
     NoCandidates,
     /// The answer text holds no JSON book list.
     NoJson,
+    /// The answer holds a JSON list, but of things that are not books: no entry has a single
+    /// field of a book detection (`[{"name": "mug", "colors": [...]}]`).
+    NotBooks,
     /// `finishReason` is `MAX_TOKENS` and the text is not complete JSON.
     Truncated,
     /// The body is not a `generateContent` response at all.
@@ -135,6 +139,7 @@ impl GeminiError {
             Self::Blocked { .. } => "blocked",
             Self::NoCandidates => "no_candidates",
             Self::NoJson => "no_json",
+            Self::NotBooks => "not_books",
             Self::Truncated => "truncated",
             Self::MalformedResponse => "malformed_response",
         }
@@ -148,6 +153,11 @@ impl GeminiError {
             }
             Self::NoCandidates => "the AI provider returned no answer for this photo".into(),
             Self::NoJson => "the AI provider's answer did not contain a book list".into(),
+            Self::NotBooks => {
+                "the AI provider's answer did not contain a book list: it listed things \
+                 without any book field (title, author, ISBN)"
+                    .into()
+            }
             Self::Truncated => {
                 "the AI provider's answer was cut off; try a photo with fewer books".into()
             }
@@ -221,10 +231,76 @@ pub fn parse_response(body: &str) -> Result<Vec<Detection>, GeminiError> {
     }
     let text = candidate_text(candidate)?;
     match extract_books(&text) {
-        Some(items) => Ok(items.iter().filter_map(detection_from).collect()),
-        None if finish == "MAX_TOKENS" => Err(GeminiError::Truncated),
-        None => Err(GeminiError::NoJson),
+        Extracted::Books(items) => Ok(items.iter().filter_map(detection_from).collect()),
+        Extracted::NotBooks => Err(GeminiError::NotBooks),
+        Extracted::Nothing if finish == "MAX_TOKENS" => Err(GeminiError::Truncated),
+        Extracted::Nothing => Err(GeminiError::NoJson),
     }
+}
+
+/// Why one Gemini call gave no books for its photo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallFailure {
+    /// An HTTP status other than 200. `quota` is a 429 or a `RESOURCE_EXHAUSTED` error body;
+    /// `retry_after_secs` comes from the `Retry-After` header, else the body's `RetryInfo`.
+    Status {
+        status: u16,
+        quota: bool,
+        retry_after_secs: Option<u64>,
+    },
+    /// A 200 whose answer holds no usable book list.
+    Answer(GeminiError),
+}
+
+impl CallFailure {
+    /// Whether the same photo may succeed later: 408, 429 and 5xx; never an unusable answer.
+    pub fn retryable(&self) -> bool {
+        match self {
+            Self::Status { status, .. } => classify_http_status(*status).retryable(),
+            Self::Answer(e) => e.retryable(),
+        }
+    }
+
+    /// For the photo record and logs: which provider failed and its status, never the
+    /// provider's own text (contract 9.6).
+    pub fn message(&self) -> String {
+        match self {
+            Self::Status {
+                status,
+                quota: true,
+                ..
+            } => {
+                format!("Gemini answered HTTP {status}: rate limit or quota exceeded")
+            }
+            Self::Status { status, .. } => format!("Gemini answered HTTP {status}"),
+            Self::Answer(e) => e.message(),
+        }
+    }
+}
+
+/// Reads one Gemini HTTP answer: its status, its raw body bytes (decoded whatever their
+/// encoding, see [`decode_body`]) and its `Retry-After` header if any. The status decides
+/// first, so an error body that does not decode never hides it.
+pub fn read_answer(
+    status: u16,
+    body: &[u8],
+    retry_after: Option<&str>,
+) -> Result<Vec<Detection>, CallFailure> {
+    let text = decode_body(body);
+    if status != 200 {
+        let exhausted = google_error(&text)
+            .and_then(|e| e.get("status").and_then(Value::as_str).map(str::to_owned))
+            .is_some_and(|s| s == "RESOURCE_EXHAUSTED");
+        let header_secs = retry_after.and_then(|v| v.trim().parse::<u64>().ok());
+        return Err(CallFailure::Status {
+            status,
+            quota: status == 429 || exhausted,
+            retry_after_secs: header_secs
+                .map(|s| s.min(86_400))
+                .or_else(|| retry_delay_secs(&text)),
+        });
+    }
+    parse_response(&text).map_err(CallFailure::Answer)
 }
 
 /// Block reasons are enum names; anything else is cut down so it cannot smuggle text into
@@ -266,27 +342,73 @@ enum Found {
     Books(Vec<Value>),
     /// An empty array: a book list only if nothing better turns up.
     Empty,
+    /// A list of objects none of which describes a book: an answer only if nothing better
+    /// turns up, and then a failure, not a photo with no books.
+    NotBooks,
     No,
+}
+
+/// The keys a book entry may carry (the schema's and the variants read below); an object with
+/// none of them is not a book. A detection with only a box is still a book nobody could read.
+const BOOK_KEYS: [&str; 12] = [
+    "title",
+    "author",
+    "authors",
+    "isbn",
+    "isbn13",
+    "isbn10",
+    "confidence",
+    "boundingBox",
+    "bounding_box",
+    "bbox",
+    "box",
+    "box_2d",
+];
+
+fn is_book_like(value: &Value) -> bool {
+    value
+        .as_object()
+        .is_some_and(|obj| BOOK_KEYS.iter().any(|key| obj.contains_key(*key)))
+}
+
+fn list_of(items: Vec<Value>) -> Found {
+    if items.is_empty() {
+        Found::Empty
+    } else if items.iter().any(is_book_like) {
+        Found::Books(items)
+    } else if items.iter().any(Value::is_object) {
+        Found::NotBooks
+    } else {
+        Found::No
+    }
 }
 
 fn books_in(value: Value) -> Found {
     match value {
-        Value::Array(items) if items.is_empty() => Found::Empty,
-        Value::Array(items) if items.iter().any(Value::is_object) => Found::Books(items),
+        Value::Array(items) => list_of(items),
         Value::Object(mut map) => match map.remove("books") {
-            Some(Value::Array(items)) => Found::Books(items),
+            Some(Value::Array(items)) if items.is_empty() => Found::Books(items),
+            Some(Value::Array(items)) => list_of(items),
             _ => Found::No,
         },
         _ => Found::No,
     }
 }
 
+/// What the model's text holds.
+enum Extracted {
+    Books(Vec<Value>),
+    NotBooks,
+    Nothing,
+}
+
 /// Finds the book list in the model's text: the whole text as JSON (bare array, `books`
 /// object, a single book object, or a JSON string holding any of those), else the first
 /// bracketed span that parses and looks like a book list, which covers code fences, prose
 /// around the JSON, and wrappers under other keys.
-fn extract_books(text: &str) -> Option<Vec<Value>> {
+fn extract_books(text: &str) -> Extracted {
     let trimmed = text.trim();
+    let mut not_books_seen = false;
     if let Ok(value) = serde_json::from_str::<Value>(trimmed) {
         let value = match value {
             Value::String(inner) => serde_json::from_str(inner.trim()).unwrap_or(Value::Null),
@@ -294,11 +416,12 @@ fn extract_books(text: &str) -> Option<Vec<Value>> {
         };
         match value {
             Value::Object(map) if !map.contains_key("books") && map.contains_key("title") => {
-                return Some(vec![Value::Object(map)])
+                return Extracted::Books(vec![Value::Object(map)])
             }
             value => match books_in(value) {
-                Found::Books(items) => return Some(items),
-                Found::Empty => return Some(Vec::new()),
+                Found::Books(items) => return Extracted::Books(items),
+                Found::Empty => return Extracted::Books(Vec::new()),
+                Found::NotBooks => not_books_seen = true,
                 Found::No => {}
             },
         }
@@ -324,12 +447,19 @@ fn extract_books(text: &str) -> Option<Vec<Value>> {
             continue;
         };
         match books_in(value) {
-            Found::Books(items) => return Some(items),
+            Found::Books(items) => return Extracted::Books(items),
             Found::Empty => empty_seen = true,
+            Found::NotBooks => not_books_seen = true,
             Found::No => {}
         }
     }
-    empty_seen.then(Vec::new)
+    if empty_seen {
+        Extracted::Books(Vec::new())
+    } else if not_books_seen {
+        Extracted::NotBooks
+    } else {
+        Extracted::Nothing
+    }
 }
 
 /// The index of the bracket closing the one at `start`, honouring JSON strings, or `None`
@@ -692,26 +822,26 @@ pub fn interpret(
             })
         }
     };
-    let body = String::from_utf8_lossy(&answer.body);
-    if answer.status == 200 {
-        return parse_response(&body)
-            .map(|detections| normalize(detections, photo_index))
-            .map_err(|e| PhotoFailure {
-                message: e.message(),
-                retryable: e.retryable(),
-                retry_after_ms: None,
-            });
-    }
-    let header_wait = answer
-        .retry_after
-        .as_deref()
-        .and_then(|value| retry_after_ms(value, now));
-    let body_wait = retry_delay_secs(&body).map(|secs| secs * 1_000);
-    Err(PhotoFailure {
-        message: format!("Gemini answered HTTP {}", answer.status),
-        retryable: classify_http_status(answer.status).retryable(),
-        retry_after_ms: header_wait.max(body_wait),
-    })
+    let retry_after = answer.retry_after.as_deref();
+    read_answer(answer.status, &answer.body, retry_after)
+        .map(|detections| normalize(detections, photo_index))
+        .map_err(|failure| {
+            // An HTTP-date Retry-After too, which `read_answer` (seconds only) leaves out.
+            let header_wait = retry_after.and_then(|value| retry_after_ms(value, now));
+            let wait = match &failure {
+                CallFailure::Status {
+                    retry_after_secs, ..
+                } => retry_after_secs
+                    .map(|secs| secs.saturating_mul(1_000))
+                    .max(header_wait),
+                CallFailure::Answer(_) => None,
+            };
+            PhotoFailure {
+                message: failure.message(),
+                retryable: failure.retryable(),
+                retry_after_ms: wait,
+            }
+        })
 }
 
 /// Token counts from `usageMetadata`, for logs and cost tracking.
@@ -1042,6 +1172,11 @@ mod tests {
                 "truncated_max_tokens",
                 fixture!("gemini", "truncated_max_tokens.json"),
                 Err(GeminiError::Truncated),
+            ),
+            (
+                "not_books",
+                fixture!("gemini", "not_books.json"),
+                Err(GeminiError::NotBooks),
             ),
             (
                 "error_429",
@@ -1547,6 +1682,165 @@ mod tests {
         assert_eq!(error_message_from_body(&long).map(|m| m.len()), Some(300));
     }
 
+    /// The model's text wrapped in a minimal `generateContent` answer.
+    fn answer_with_text(text: &str) -> String {
+        json!({"candidates": [{"content": {"parts": [{"text": text}]}, "finishReason": "STOP"}]})
+            .to_string()
+    }
+
+    #[test]
+    fn lists_of_things_that_are_not_books_fail_the_photo() {
+        let table: &[(&str, Result<usize, GeminiError>)] = &[
+            (
+                r#"[{"name": "mug", "colors": ["red"]}]"#,
+                Err(GeminiError::NotBooks),
+            ),
+            (
+                r#"{"books": [{"name": "mug"}]}"#,
+                Err(GeminiError::NotBooks),
+            ),
+            (r#"Here: [{"object": "lamp"}]"#, Err(GeminiError::NotBooks)),
+            // One book among other things is a book list; book fields left null (a spine the
+            // model could not read) still describe books, which normalising then drops.
+            (r#"[{"name": "mug"}, {"title": "Dune"}]"#, Ok(1)),
+            (r#"[{"title": null, "author": null}]"#, Ok(0)),
+            (r#"[{"isbn": "9780441013593"}]"#, Ok(0)),
+            (r#"[{"confidence": 0.4, "box_2d": [1, 2, 3, 4]}]"#, Ok(0)),
+            ("[{}]", Err(GeminiError::NotBooks)),
+            // An empty list is a photo without books, not a failure.
+            ("[]", Ok(0)),
+            (r#"{"books": []}"#, Ok(0)),
+            // A better candidate later in the text wins over a list of things.
+            (r#"[{"name": "mug"}] and [{"title": "Dune"}]"#, Ok(1)),
+            (r#"["mug", "lamp"]"#, Err(GeminiError::NoJson)),
+        ];
+        for (text, want) in table {
+            let got = parse_response(&answer_with_text(text)).map(|d| normalize(d, 0).len());
+            assert_eq!(got, *want, "{text}");
+        }
+    }
+
+    #[test]
+    fn answers_keep_their_status_whatever_the_body() {
+        let quota = |retry_after_secs| CallFailure::Status {
+            status: 429,
+            quota: true,
+            retry_after_secs,
+        };
+        let status = |status| CallFailure::Status {
+            status,
+            quota: false,
+            retry_after_secs: None,
+        };
+        let bom = [
+            b"\xEF\xBB\xBF".as_slice(),
+            fixture!("gemini", "fenced.json").as_bytes(),
+        ]
+        .concat();
+        type Case<'a> = (
+            &'a str,
+            u16,
+            &'a [u8],
+            Option<&'a str>,
+            Result<usize, CallFailure>,
+            bool,
+        );
+        let table: Vec<Case> = vec![
+            (
+                "a book list",
+                200,
+                fixture!("gemini", "bare_array.json").as_bytes(),
+                None,
+                Ok(4),
+                false,
+            ),
+            ("a book list after a BOM", 200, &bom, None, Ok(3), false),
+            (
+                "a UTF-16 quota answer",
+                429,
+                fixture_bytes!("gemini", "error_429_utf16.json"),
+                None,
+                Err(quota(Some(27))),
+                true,
+            ),
+            (
+                "a UTF-8 quota answer",
+                429,
+                fixture!("gemini", "error_429.json").as_bytes(),
+                None,
+                Err(quota(Some(27))),
+                true,
+            ),
+            (
+                "a Retry-After header wins",
+                429,
+                fixture!("gemini", "error_429.json").as_bytes(),
+                Some(" 5 "),
+                Err(quota(Some(5))),
+                true,
+            ),
+            (
+                "a 429 with an unreadable body",
+                429,
+                b"\xFF\x00\xD8",
+                None,
+                Err(quota(None)),
+                true,
+            ),
+            (
+                "a server error",
+                500,
+                fixture!("gemini", "error_500.json").as_bytes(),
+                None,
+                Err(status(500)),
+                true,
+            ),
+            (
+                "a rejected request",
+                400,
+                b"<html>bad</html>",
+                None,
+                Err(status(400)),
+                false,
+            ),
+            (
+                "no JSON with a 200",
+                200,
+                b"<html>oops</html>",
+                None,
+                Err(CallFailure::Answer(GeminiError::MalformedResponse)),
+                false,
+            ),
+            (
+                "things that are not books",
+                200,
+                fixture!("gemini", "not_books.json").as_bytes(),
+                None,
+                Err(CallFailure::Answer(GeminiError::NotBooks)),
+                false,
+            ),
+        ];
+        for (name, code, body, retry_after, want, retryable) in table {
+            let got = read_answer(code, body, retry_after).map(|d| d.len());
+            assert_eq!(got, want, "{name}");
+            if let Err(failure) = got {
+                assert_eq!(failure.retryable(), retryable, "{name}");
+                let message = failure.message();
+                assert!(!message.contains("quota, please"), "{name}: {message}");
+                if code != 200 {
+                    assert!(
+                        message.starts_with(&format!("Gemini answered HTTP {code}")),
+                        "{message}"
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            quota(None).message(),
+            "Gemini answered HTTP 429: rate limit or quota exceeded"
+        );
+    }
+
     #[test]
     fn errors_explain_themselves() {
         let all = [
@@ -1555,6 +1849,7 @@ mod tests {
             },
             GeminiError::NoCandidates,
             GeminiError::NoJson,
+            GeminiError::NotBooks,
             GeminiError::Truncated,
             GeminiError::MalformedResponse,
         ];

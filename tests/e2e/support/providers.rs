@@ -3,6 +3,12 @@
 //! Behaviour is chosen by what a test sends, so many tests can share one server: a scan test
 //! marks its image bytes with `scenario=<name>;`, an enrichment test picks titles and ISBNs
 //! from [`KNOWN_BOOKS`] or with the words "Unknown", "Outage" or "Slow" in them.
+//!
+//! Answers the real providers gave that the worker once mishandled are learnt by title word
+//! ([`RealShape`]): a body behind a UTF-8 BOM, a 429 saved as UTF-16, a title carrying its
+//! author after `\c`, a quoted publisher with a timestamp date, duplicate Open Library records
+//! of which only the second has a cover, and an unreadable 200. A scan's `notbooks` scenario
+//! answers a list of objects that are not books, `quota16` a UTF-16 429.
 
 use super::fake::{FakeRequest, FakeResponse, FakeServer, Handler};
 use super::wrangler::{Worker, WorkerOptions};
@@ -100,6 +106,29 @@ impl Counts {
     }
 }
 
+/// Title words that make the fake book providers answer in a shape a real provider once did.
+pub struct RealShape;
+
+impl RealShape {
+    /// Google Books answers 200 with the volume behind a UTF-8 byte-order mark.
+    pub const BOM: &'static str = "Bommed";
+    /// Both providers answer 429 with a Google quota error saved as UTF-16.
+    pub const UTF16_QUOTA: &'static str = "Quota16";
+    /// Google Books answers 200 with a body that is not JSON; Open Library finds nothing.
+    pub const UNREADABLE: &'static str = "Unreadable";
+    /// Google Books' title carries the author after a `\c` marker.
+    pub const AUTHOR_SUFFIX: &'static str = "Catalogued";
+    /// Google Books quotes the publisher and gives a timestamp for the date.
+    pub const QUOTED_PUBLISHER: &'static str = "Quoted";
+    /// Google Books finds nothing; Open Library lists the work twice, the first without a cover.
+    pub const COVER_DUPLICATE: &'static str = "Twice";
+}
+
+fn fixture_bytes(dir: &str, name: &str) -> Vec<u8> {
+    let path = format!("{}/tests/fixtures/{dir}/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
 fn gemini(req: &FakeRequest, counts: &Counts) -> FakeResponse {
     let scenario = scenario_of(req);
     let n = counts.bump(&scenario);
@@ -110,6 +139,8 @@ fn gemini(req: &FakeRequest, counts: &Counts) -> FakeResponse {
         "wrapped" => ok("wrapped_books"),
         "boxes" => ok("out_of_range_boxes"),
         "blocked" => ok("blocked_safety"),
+        "notbooks" => ok("not_books"),
+        "quota16" => FakeResponse::json(429, fixture_bytes("gemini", "error_429_utf16.json")),
         "badrequest" => FakeResponse::json(
             400,
             json!({"error": {"code": 400, "message": "Image is unreadable", "status": "INVALID_ARGUMENT"}}).to_string(),
@@ -234,8 +265,32 @@ fn google_books(req: &FakeRequest) -> FakeResponse {
             r#"{"error":{"code":503,"message":"Service Unavailable"}}"#,
         );
     }
-    if title.contains("Unknown") {
+    if title.contains("Unknown") || title.contains(RealShape::COVER_DUPLICATE) {
         return volumes(Vec::new());
+    }
+    if title.contains(RealShape::BOM) {
+        let mut body = b"\xEF\xBB\xBF".to_vec();
+        let answer = json!({"kind": "books#volumes", "totalItems": 1, "items": [volume(None, title, author)]});
+        body.extend_from_slice(answer.to_string().as_bytes());
+        return FakeResponse::json(200, body);
+    }
+    if title.contains(RealShape::UTF16_QUOTA) {
+        return FakeResponse::json(429, fixture_bytes("books", "gb_error_429_utf16.json"));
+    }
+    if title.contains(RealShape::UNREADABLE) {
+        return FakeResponse::json(
+            200,
+            "<html><body>Service temporarily unavailable</body></html>",
+        );
+    }
+    if title.contains(RealShape::AUTHOR_SUFFIX) {
+        return volumes(vec![volume(None, &format!("{title} \\c {author}"), author)]);
+    }
+    if title.contains(RealShape::QUOTED_PUBLISHER) {
+        let mut v = volume(None, title, author);
+        v["volumeInfo"]["publisher"] = json!("\"Fake Press\"");
+        v["volumeInfo"]["publishedDate"] = json!("2001-02-03T00:00:00Z");
+        return volumes(vec![v]);
     }
     // `Stagger<n>` answers after n × 300 ms, so the books of one chunk finish one by one.
     if let Some(n) = title
@@ -290,8 +345,22 @@ fn open_library(req: &FakeRequest) -> FakeResponse {
     if path == "/ol/search.json" {
         let title = query_param(&req.target, "title").unwrap_or_default();
         let author = query_param(&req.target, "author").unwrap_or_else(|| "Anonymous".into());
-        if title.contains("Unknown") || title.contains("Outage") {
+        if title.contains("Unknown")
+            || title.contains("Outage")
+            || title.contains(RealShape::UNREADABLE)
+        {
             return FakeResponse::json(200, r#"{"numFound":0,"start":0,"docs":[]}"#);
+        }
+        if title.contains(RealShape::UTF16_QUOTA) {
+            return FakeResponse::json(429, fixture_bytes("books", "gb_error_429_utf16.json"));
+        }
+        if title.contains(RealShape::COVER_DUPLICATE) {
+            let bare = json!({"title": title, "author_name": [author], "first_publish_year": 1990, "key": "/works/OL1W"});
+            let covered = json!({"title": title, "author_name": [author], "first_publish_year": 1990, "cover_i": 999, "key": "/works/OL2W"});
+            return FakeResponse::json(
+                200,
+                json!({"numFound": 2, "start": 0, "docs": [bare, covered]}).to_string(),
+            );
         }
         let doc = json!({"title": title, "author_name": [author], "first_publish_year": 1990, "cover_i": 777, "key": "/works/OL1W"});
         return FakeResponse::json(

@@ -1,12 +1,12 @@
 //! What an undisturbed import gives, computed natively, to compare the worker's results with.
 
 use bookstrack_jobs::pipelines::csv::{
-    parse_slice, read_header, success_rate, Deduper, ImportTotals,
+    apply_patches, parse_slice, read_header, success_rate, BookRef, Deduper, ImportTotals,
 };
 use serde_json::{json, Value};
 
 /// The contract's CSV results document (books, errors, successRate) for `file`, and its
-/// totals, from the library's parser in one uninterrupted pass.
+/// totals, from the library's parser in one uninterrupted pass, duplicates merged.
 pub fn csv_results(file: &[u8]) -> (Value, ImportTotals) {
     let (header, mut cursor) = read_header(file, true).expect("a valid header");
     let (mut totals, mut deduper) = (ImportTotals::default(), Deduper::default());
@@ -23,6 +23,7 @@ pub fn csv_results(file: &[u8]) -> (Value, ImportTotals) {
             &mut deduper,
         );
         books.extend(out.books);
+        apply_patches(&mut books, BookRef(0), &out.patches);
         errors.extend(out.errors);
         cursor = out.cursor;
         if out.done {
