@@ -13,6 +13,7 @@ mod csv;
 mod enrich;
 mod faults;
 mod hostile;
+mod limits;
 mod load;
 mod scan;
 mod security;
