@@ -25,13 +25,19 @@ pub struct Ctx<'a> {
 
 impl Ctx<'_> {
     /// Counts the request against the client's per-minute limit for `bucket`: 429 when it is
-    /// used up. Called after validation, so only well-formed requests count, and a refused
-    /// request has no other effect.
+    /// used up, and then the request has no other effect. Each route calls it after the
+    /// checks it can make without reading a body or asking an object, and before those.
     pub async fn limit(&self, bucket: Bucket) -> Result<(), ApiError> {
         match rate_limiter::acquire(self.env, self.client_ip.as_deref(), bucket).await {
             Decision::Allowed => Ok(()),
-            Decision::Refused { retry_after_secs } => {
-                http::log("ratelimit.refused", json!({ "bucket": bucket.as_str() }));
+            Decision::Refused {
+                retry_after_secs,
+                scope,
+            } => {
+                http::log(
+                    "ratelimit.refused",
+                    json!({ "bucket": bucket.as_str(), "scope": scope, "retryAfter": retry_after_secs }),
+                );
                 Err(ApiError::rate_limited(retry_after_secs))
             }
         }

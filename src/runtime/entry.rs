@@ -95,6 +95,7 @@ async fn dispatch(ctx: &Ctx<'_>, route: Route, mut req: Request) -> Result<Respo
         Route::JobState { job_id } => {
             let job_id = require_job_id(&job_id)?;
             ctx.edge_auth(&job_id, http::bearer(&req).as_deref())?;
+            ctx.limit(Bucket::Read).await?;
             forward(env, &job_id, Method::Get, "/internal/state", &req, None).await
         }
         Route::TokenRefresh => {
@@ -104,6 +105,10 @@ async fn dispatch(ctx: &Ctx<'_>, route: Route, mut req: Request) -> Result<Respo
                 job_id: Option<String>,
                 old_token: Option<String>,
             }
+            // Counted before the body is read: every refresh that passes the declared-length
+            // check uses the client's quota, whatever the body turns out to hold.
+            http::check_declared_length(&req, SMALL_JSON_BODY_BYTES)?;
+            ctx.limit(Bucket::Refresh).await?;
             let raw = http::read_body_limited(&mut req, SMALL_JSON_BODY_BYTES).await?;
             let body: Body = json_body::parse(&raw)?;
             let job_id = require_job_id(body.job_id.as_deref().unwrap_or(""))?;
@@ -112,7 +117,6 @@ async fn dispatch(ctx: &Ctx<'_>, route: Route, mut req: Request) -> Result<Respo
                 .old_token
                 .filter(|t| !t.is_empty())
                 .ok_or_else(|| ApiError::auth("missing oldToken"))?;
-            ctx.limit(Bucket::Refresh).await?;
             let forwarded =
                 serde_json::to_vec(&json!({ "oldToken": old_token })).unwrap_or_default();
             forward(
@@ -145,6 +149,7 @@ async fn dispatch(ctx: &Ctx<'_>, route: Route, mut req: Request) -> Result<Respo
         Route::Results { pipeline, job_id } => {
             let job_id = require_job_id(&job_id)?;
             ctx.edge_auth(&job_id, http::bearer(&req).as_deref())?;
+            ctx.limit(Bucket::Read).await?;
             let path = format!("/internal/results/{}", pipeline.results_segment());
             forward(env, &job_id, Method::Get, &path, &req, None).await
         }
@@ -181,7 +186,8 @@ async fn forward(
 }
 
 /// `GET /ws/progress`: the stateless checks happen here, in the contract's order (426, then
-/// 400); the object answers 404/401 and accepts the socket.
+/// 400), then the client's upgrade limit (429); the object answers 404/401 and accepts the
+/// socket.
 async fn upgrade(ctx: &Ctx<'_>, req: Request) -> Result<Response, ApiError> {
     if !http::is_websocket_upgrade(&req) {
         return Err(ApiError::new(
@@ -191,6 +197,7 @@ async fn upgrade(ctx: &Ctx<'_>, req: Request) -> Result<Response, ApiError> {
     }
     let query = UpgradeQuery::from_pairs(&http::query_pairs(&req)?)?;
     ctx.edge_auth(&query.job_id, query.token.as_deref())?;
+    ctx.limit(Bucket::Upgrade).await?;
     let started = http::now();
     let response = stub_for(ctx.env, &query.job_id)?
         .fetch_with_request(req)
