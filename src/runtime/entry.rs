@@ -37,6 +37,9 @@ pub async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
     });
     let response = match resolved {
         Ok(Resolved::Preflight) => return Ok(http::preflight(&config, origin.as_deref())),
+        Ok(Resolved::Route(_)) if config.unavailable_reason().is_some() => {
+            http::error(&unavailable(&config))
+        }
         Ok(Resolved::Route(route)) => {
             let ctx = Ctx {
                 env: &env,
@@ -50,6 +53,16 @@ pub async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
     Ok(http::with_cors(response, &config, origin.as_deref()))
 }
 
+/// The answer of `/health` and every job route while the deployment cannot run safely
+/// (contract 9.6): production mode without the `TOKEN_SIGNING_KEY` secret.
+fn unavailable(config: &Config) -> ApiError {
+    let reason = config.unavailable_reason().unwrap_or("misconfigured");
+    ApiError::new(
+        ErrorCode::ServiceUnavailable,
+        format!("the service is not configured: {reason}"),
+    )
+}
+
 /// Logs configuration problems once per isolate: values that fell back to their defaults,
 /// and a missing signing key.
 fn warn_about_config_once(config: &Config) {
@@ -61,9 +74,13 @@ fn warn_about_config_once(config: &Config) {
         http::log("config.invalid", json!({ "warning": warning }));
     }
     if config.signing_key_is_default {
+        let warning = match config.unavailable_reason() {
+            Some(_) => "TOKEN_SIGNING_KEY is not set: /health and every job route answer 503 until it is (wrangler secret put TOKEN_SIGNING_KEY)",
+            None => "TOKEN_SIGNING_KEY is not set: signing with the public development key",
+        };
         http::log(
             "config.default_signing_key",
-            json!({ "warning": "TOKEN_SIGNING_KEY is not set; set it with wrangler secret put" }),
+            json!({ "warning": warning, "environment": config.environment.as_str() }),
         );
     }
 }

@@ -1,4 +1,5 @@
-//! Rate limits per client, and how many forged requests the Worker refuses before any object.
+//! Rate limits per client, how many forged requests the Worker refuses before any object, and
+//! production mode without the signing key.
 
 use crate::support::providers::{image, Providers};
 use crate::support::*;
@@ -270,4 +271,114 @@ async fn proposed_ids_still_get_their_answers_from_the_object() {
         })
         .await;
     assert_eq!(reached["status"], 401);
+}
+
+/// Issue 7: without the `TOKEN_SIGNING_KEY` secret the only key at hand is the public
+/// development one, with which anyone can sign ids and tokens that the Worker would take for
+/// its own. Production mode (the default) then answers 503 `SERVICE_UNAVAILABLE` on `/health`
+/// and every job route; with the secret it serves as usual.
+#[tokio::test]
+async fn production_mode_without_the_signing_key_answers_503() {
+    // An empty value hides any secret in a developer's .dev.vars: blank counts as unset.
+    let production = || {
+        test_options()
+            .without_var("ENVIRONMENT")
+            .var("TOKEN_SIGNING_KEY", "")
+    };
+    let w = Worker::start(production().health_status(503)).await;
+    let id = "0b7c8f0e-4d3b-4e44-9a4e-1f2a3b4c5d6e";
+    let enrichment = json!({ "books": [{ "title": "Dune" }] });
+    let routes: Vec<(&str, String, Value)> = vec![
+        ("GET", "/health".into(), Value::Null),
+        ("POST", "/api/import/csv".into(), Value::Null),
+        ("POST", "/api/import/csv-gemini".into(), Value::Null),
+        ("POST", "/api/scan-bookshelf".into(), Value::Null),
+        (
+            "POST",
+            "/api/scan-bookshelf/batch".into(),
+            json!({ "images": [] }),
+        ),
+        ("POST", "/api/enrichment/batch".into(), enrichment.clone()),
+        ("POST", "/v1/enrichment/batch".into(), enrichment),
+        ("GET", format!("/api/job-state/{id}"), Value::Null),
+        (
+            "POST",
+            "/api/token/refresh".into(),
+            json!({ "jobId": id, "oldToken": "x" }),
+        ),
+        ("POST", format!("/api/jobs/{id}/cancel"), Value::Null),
+        (
+            "POST",
+            "/api/enrichment/cancel".into(),
+            json!({ "jobId": id }),
+        ),
+        (
+            "POST",
+            "/api/scan-bookshelf/cancel".into(),
+            json!({ "jobId": id }),
+        ),
+        ("GET", format!("/v1/csv/results/{id}"), Value::Null),
+        ("GET", format!("/v1/scan/results/{id}"), Value::Null),
+        ("GET", format!("/v1/enrichment/results/{id}"), Value::Null),
+        (
+            "GET",
+            format!("/ws/progress?jobId={id}&token=x"),
+            Value::Null,
+        ),
+        ("POST", "/api/test/jobs".into(), json!({ "items": 1 })),
+    ];
+    for (method, path, body) in &routes {
+        let mut req = http().request(method.parse().unwrap(), w.url(path));
+        if !body.is_null() {
+            req = req.json(body);
+        }
+        let a = Answer::from(req.bearer_auth("x").send().await.unwrap()).await;
+        a.assert_error(503, "SERVICE_UNAVAILABLE");
+        assert!(
+            a.body["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("TOKEN_SIGNING_KEY"),
+            "{method} {path}: {}",
+            a.text
+        );
+    }
+    let upgrade = format!("/ws/progress?jobId={id}&token=x");
+    assert_eq!(Socket::connect_path(&w, &upgrade).await.err(), Some(503));
+    // Preflights and routing errors are answered as always.
+    let preflight = http()
+        .request(reqwest::Method::OPTIONS, w.url("/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 204);
+    get(&w, "/nope", None).await.assert_error(404, "NOT_FOUND");
+    post_json(&w, "/health", &json!({}), None)
+        .await
+        .assert_error(405, "METHOD_NOT_ALLOWED");
+    let warned = w
+        .wait_event("the missing key's warning", |e| {
+            e["event"] == "config.default_signing_key"
+        })
+        .await;
+    assert_eq!(warned["environment"], "production", "{warned}");
+    drop(w);
+
+    // With the secret, production mode serves.
+    let w = Worker::start(production().var("TOKEN_SIGNING_KEY", "a production secret")).await;
+    assert_eq!(get(&w, "/health", None).await.status, 200);
+    let job = Created::from_answer(
+        &post_json(
+            &w,
+            "/api/enrichment/batch",
+            &json!({ "books": [{ "title": "Dune" }] }),
+            None,
+        )
+        .await,
+    );
+    assert_eq!(job_state(&w, &job).await["status"], "queued");
+    assert!(!w
+        .events()
+        .iter()
+        .any(|e| e["event"] == "config.default_signing_key"));
 }
