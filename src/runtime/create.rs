@@ -34,7 +34,7 @@ pub async fn synthetic_job(ctx: &Ctx<'_>, req: &mut Request) -> Result<Response,
     let body = http::read_body_limited(req, SMALL_JSON_BODY_BYTES).await?;
     let (spec, proposed) = synthetic::parse_spec(&body)?;
     let create = CreateJob {
-        job_id: proposed.unwrap_or_else(|| ctx.fresh_job_id()),
+        job_id: ctx.job_id_for(proposed)?,
         pipeline: spec.pipeline,
         total_count: spec.items,
         work: Work::Synthetic(spec),
@@ -72,7 +72,7 @@ pub async fn batch_scan(ctx: &Ctx<'_>, req: &mut Request) -> Result<Response, Ap
     ctx.limit(Bucket::Scan).await?;
     let body = http::read_body_limited(req, scan_request::MAX_BATCH_BODY_BYTES).await?;
     let batch = scan_request::parse_batch(&body)?;
-    let job_id = batch.job_id.unwrap_or_else(|| ctx.fresh_job_id());
+    let job_id = ctx.job_id_for(batch.job_id)?;
     create_scan(ctx, job_id, batch.images).await
 }
 
@@ -83,7 +83,7 @@ pub async fn enrichment(ctx: &Ctx<'_>, req: &mut Request) -> Result<Response, Ap
     ctx.limit(Bucket::Enrichment).await?;
     let body = http::read_body_limited(req, ENRICHMENT_BODY_BYTES).await?;
     let request = enrich::parse_request(&body)?;
-    let job_id = request.job_id.unwrap_or_else(|| ctx.fresh_job_id());
+    let job_id = ctx.job_id_for(request.job_id)?;
     let books =
         serde_json::to_vec(&request.books).map_err(|e| http::internal("encoding books", e))?;
     let create = CreateJob {
