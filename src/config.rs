@@ -53,11 +53,25 @@ pub struct Config {
     pub environment: Environment,
     /// Exposes `POST /api/test/jobs` (synthetic jobs) for the test suite and benchmarks.
     pub enable_test_routes: bool,
+    /// Serves the job console page at `/` (`CONSOLE_ENABLED`, default off; `npm run dev` turns
+    /// it on). Off, `/` and the console's assets are unknown paths (404).
+    pub console_enabled: bool,
     /// First retry delay of a failing task; doubled per attempt.
     pub task_retry_base_ms: Millis,
     /// Deadlines of one provider call (contract 9.6): past them a call is a retryable failure.
     pub gemini_timeout_ms: Millis,
     pub books_api_timeout_ms: Millis,
+    /// The most tokens Gemini may write for one photo, and how many of them it may spend
+    /// thinking (see `pipelines::scan::gemini::OutputBudget`).
+    pub gemini_max_output_tokens: u32,
+    pub gemini_thinking_budget: u32,
+    /// A socket silent this long may be closed (4000) to make room for a new one (9.4).
+    pub socket_idle_ms: Millis,
+    /// `ENVIRONMENT=development` (what `npm run dev` and the tests run); production otherwise.
+    pub development: bool,
+    /// Development only (`FAULT_FAIL_WRITES`): the first this-many checkpoint writes of every
+    /// running job fail, counted with the job's stored write failures, to exercise recovery.
+    pub fault_fail_writes: u32,
     /// The least important log lines written (`LOG_LEVEL`, default `info`).
     pub log_level: Level,
     /// Values that could not be parsed and fell back to their default, for a log line.
@@ -93,6 +107,20 @@ impl Config {
         let retry_base = number("TASK_RETRY_BASE_MS", 1_000, 1, 600_000);
         let gemini_timeout = number("GEMINI_TIMEOUT_SECS", 60, 1, 600);
         let books_timeout = number("BOOKS_API_TIMEOUT_SECS", 10, 1, 600);
+        let socket_idle = number("SOCKET_IDLE_SECS", 120, 1, 86_400);
+        let max_output_tokens = number("GEMINI_MAX_OUTPUT_TOKENS", 16_384, 256, 65_536) as u32;
+        let thinking_budget = number("GEMINI_THINKING_BUDGET", 0, 0, 24_576) as u32;
+        let development =
+            text("ENVIRONMENT").is_some_and(|e| e.eq_ignore_ascii_case("development"));
+        let fault_fail_writes = number("FAULT_FAIL_WRITES", 0, 0, 1_000) as u32;
+        let fault_fail_writes = if development {
+            fault_fail_writes
+        } else {
+            if fault_fail_writes > 0 {
+                warnings.push("FAULT_FAIL_WRITES is ignored outside development mode".into());
+            }
+            0
+        };
 
         let threshold = match text("SCAN_CONFIDENCE_THRESHOLD") {
             None => 0.7,
@@ -160,13 +188,16 @@ impl Config {
             signing_key_is_default: signing.is_none(),
             token_signing_key: signing.unwrap_or_else(|| DEVELOPMENT_SIGNING_KEY.to_string()),
             environment,
-            enable_test_routes: matches!(
-                text("ENABLE_TEST_ROUTES").as_deref(),
-                Some("1" | "true" | "yes" | "on")
-            ),
+            enable_test_routes: flag(text("ENABLE_TEST_ROUTES")),
+            console_enabled: flag(text("CONSOLE_ENABLED")),
             task_retry_base_ms: retry_base,
             gemini_timeout_ms: gemini_timeout * SECOND_MS,
             books_api_timeout_ms: books_timeout * SECOND_MS,
+            socket_idle_ms: socket_idle * SECOND_MS,
+            gemini_max_output_tokens: max_output_tokens,
+            gemini_thinking_budget: thinking_budget.min(max_output_tokens),
+            development,
+            fault_fail_writes,
             log_level,
             warnings,
         }
@@ -190,6 +221,11 @@ impl Config {
                 .map(str::to_string),
         }
     }
+}
+
+/// An on/off variable: on when `1`, `true`, `yes` or `on`, off otherwise and when unset.
+fn flag(value: Option<String>) -> bool {
+    matches!(value.as_deref(), Some("1" | "true" | "yes" | "on"))
 }
 
 #[cfg(test)]
@@ -220,7 +256,13 @@ mod tests {
         assert!(c.gemini_api_key.is_none());
         assert_eq!(c.gemini_timeout_ms, 60_000);
         assert_eq!(c.books_api_timeout_ms, 10_000);
+        assert_eq!(c.socket_idle_ms, 120_000);
+        assert_eq!(
+            (c.gemini_max_output_tokens, c.gemini_thinking_budget),
+            (16_384, 0)
+        );
         assert!(!c.enable_test_routes);
+        assert!(!c.console_enabled);
         assert!(c.signing_key_is_default);
         assert_eq!(c.environment, Environment::Production);
         assert_eq!(c.log_level, Level::Info);
@@ -237,6 +279,7 @@ mod tests {
             ("GEMINI_API_BASE", "http://127.0.0.1:9000/v1beta/"),
             ("GEMINI_API_KEY", "  "),
             ("ENABLE_TEST_ROUTES", "true"),
+            ("CONSOLE_ENABLED", "on"),
             ("TOKEN_SIGNING_KEY", "s3cret"),
             ("LOG_LEVEL", "debug"),
         ]);
@@ -247,10 +290,31 @@ mod tests {
         assert_eq!(c.gemini_api_base, "http://127.0.0.1:9000/v1beta");
         assert_eq!(c.gemini_api_key, None, "blank secrets count as missing");
         assert!(c.enable_test_routes);
+        assert!(c.console_enabled);
         assert_eq!(c.token_signing_key, "s3cret");
         assert!(!c.signing_key_is_default);
         assert_eq!(c.log_level, Level::Debug);
         assert_eq!(c.warnings.len(), 3, "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn fault_injection_exists_only_in_development_mode() {
+        let table = [
+            (None, "3", 0, 1),
+            (Some("production"), "3", 0, 1),
+            (Some("development"), "3", 3, 0),
+            (Some("Development"), "2", 2, 0),
+            (Some("development"), "0", 0, 0),
+        ];
+        for (environment, faults, want, warnings) in table {
+            let mut vars = vec![("FAULT_FAIL_WRITES", faults)];
+            if let Some(e) = environment {
+                vars.push(("ENVIRONMENT", e));
+            }
+            let c = config(&vars);
+            assert_eq!(c.fault_fail_writes, want, "{environment:?}");
+            assert_eq!(c.warnings.len(), warnings, "{environment:?}");
+        }
     }
 
     #[test]

@@ -232,6 +232,22 @@ pub struct SocketTag {
     /// Opened with `reconnect=true`: the client wants a state snapshot after `ready_ack`.
     #[serde(default)]
     pub reconnect: bool,
+    /// When the socket was accepted.
+    #[serde(default)]
+    pub opened_at: Millis,
+    /// When the client last sent a message the object saw (the runtime's own ping answers
+    /// are not seen; see [`Host::auto_response_at`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heard_at: Option<Millis>,
+    /// The `since` of the upgrade: the client saw every message up to this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<u64>,
+    /// Which token opened the socket (the start of its hash) and when that token expires:
+    /// the socket's rights end with that token, even after a refresh.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub token: String,
+    #[serde(default)]
+    pub token_expires_at: Millis,
 }
 
 /// The machine a job runs on: clock, storage, provider calls, timers, sockets and logs.
@@ -282,6 +298,16 @@ pub trait Host {
     fn send(&self, socket: &Self::Socket, text: &str);
     fn close(&self, socket: &Self::Socket, code: u16, reason: &str);
     fn tag(&self, socket: &Self::Socket) -> SocketTag;
+    fn set_tag(&self, socket: &Self::Socket, tag: &SocketTag);
+    /// When the runtime last answered this socket's ping by itself, without the object.
+    fn auto_response_at(&self, socket: &Self::Socket) -> Option<Millis>;
+
+    /// Resets the object once nothing is running and no socket is open: the runtime then
+    /// releases the connections of closed sockets at once. workerd keeps the connection of a
+    /// hibernatable socket that never delivered a message open after the closing handshake
+    /// until the object is evicted (about 10 s idle), and many clients report the close only
+    /// when the connection ends.
+    fn reset_when_idle(&self);
 
     /// Resets the object, so that the next event rebuilds it from storage: after a failed
     /// write, memory is ahead of what is stored.

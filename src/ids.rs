@@ -35,6 +35,57 @@ pub fn require_job_id(raw: &str) -> Result<String, ApiError> {
     })
 }
 
+/// The longest `Idempotency-Key` accepted (contract 9.3).
+pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 128;
+
+/// An `Idempotency-Key` header's value, checked: 1..=128 visible ASCII characters.
+pub fn idempotency_key(raw: &str) -> Result<&str, ApiError> {
+    let visible = raw.bytes().all(|b| (0x21..=0x7e).contains(&b));
+    if raw.is_empty() || raw.len() > MAX_IDEMPOTENCY_KEY_CHARS || !visible {
+        return Err(ApiError::invalid(format!(
+            "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} visible ASCII characters"
+        ))
+        .with_details(serde_json::json!({ "field": "Idempotency-Key" })));
+    }
+    Ok(raw)
+}
+
+/// The job id of a creation under an `Idempotency-Key`: derived from the key with the signing
+/// key, so that every repeat of the request reaches the same object, which tells a repeat
+/// from another request (see [`request_hash`]) without any other storage.
+pub fn job_id_for_key(key: &[u8], route: &str, idempotency_key: &str) -> String {
+    let mac = hmac_sha256(
+        key,
+        &[
+            b"bookstrack-idempotency-key-v1\0",
+            route.as_bytes(),
+            b"\0",
+            idempotency_key.as_bytes(),
+        ],
+    );
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&mac[..16]);
+    bytes[6] = 0x40 | (bytes[6] & 0x0f);
+    bytes[8] = 0x80 | (bytes[8] & 0x3f);
+    Uuid::from_bytes(bytes).hyphenated().to_string()
+}
+
+/// What makes a creation request itself: its route, its key and its parsed content (the
+/// file, the images, the books), hashed. A client's retry may frame the same content
+/// differently (another multipart boundary), so the parsed parts count, not the bytes sent.
+pub fn request_hash(route: &str, idempotency_key: &str, parts: &[&[u8]]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    for part in [route.as_bytes(), idempotency_key.as_bytes()]
+        .into_iter()
+        .chain(parts.iter().copied())
+    {
+        hash.update((part.len() as u64).to_be_bytes());
+        hash.update(part);
+    }
+    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn id_mac(key: &[u8], body: &[u8]) -> [u8; 4] {
     let mac = hmac_sha256(key, &[b"bookstrack-job-id-v1\0", body]);
     [mac[0], mac[1], mac[2], mac[3]]
@@ -113,6 +164,52 @@ pub fn check_proposed(key: &[u8], job_id: &str, now: Millis) -> Result<(), ApiEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idempotency_keys() {
+        let long = "k".repeat(129);
+        let table: &[(&str, bool)] = &[
+            ("a", true),
+            ("3f9a-1c2b_client:retry#1", true),
+            (&long[..128], true),
+            (&long, false),
+            ("", false),
+            ("has space", false),
+            ("tab\there", false),
+            ("é", false),
+        ];
+        for (raw, ok) in table {
+            assert_eq!(idempotency_key(raw).is_ok(), *ok, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn a_key_names_one_job_per_route_and_signing_key() {
+        let id = job_id_for_key(b"k1", "enrichment", "abc");
+        assert_eq!(
+            parse_job_id(&id).as_deref(),
+            Some(id.as_str()),
+            "a canonical v4 UUID"
+        );
+        assert_eq!(id, job_id_for_key(b"k1", "enrichment", "abc"));
+        assert_ne!(id, job_id_for_key(b"k1", "csv", "abc"));
+        assert_ne!(id, job_id_for_key(b"k2", "enrichment", "abc"));
+        assert_ne!(id, job_id_for_key(b"k1", "enrichment", "abd"));
+        assert_eq!(
+            issued_at(b"k1", &id),
+            None,
+            "not mistaken for an id the server issued"
+        );
+    }
+
+    #[test]
+    fn request_hashes_tell_parts_apart() {
+        let h = |parts: &[&[u8]]| request_hash("csv", "k", parts);
+        assert_eq!(h(&[b"ab", b"c"]), h(&[b"ab", b"c"]));
+        assert_ne!(h(&[b"ab", b"c"]), h(&[b"a", b"bc"]), "boundaries count");
+        assert_ne!(h(&[b"abc"]), request_hash("scan", "k", &[b"abc"]));
+        assert_ne!(h(&[b"abc"]), request_hash("csv", "k2", &[b"abc"]));
+    }
 
     #[test]
     fn parses_only_canonical_uuids() {

@@ -19,6 +19,10 @@ pub struct CreateJob {
     pub total_count: u64,
     pub work: Work,
     pub blobs: Vec<Blob>,
+    /// With an `Idempotency-Key`: a hash of the route, the key and the parsed request, so
+    /// that a repeat is told from another request under the same key (contract 9.3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency: Option<String>,
 }
 
 /// `[u32 big-endian header length][header JSON][blob bytes...]`.
@@ -79,6 +83,7 @@ mod tests {
                 key: "in:0".into(),
                 len: 3,
             }],
+            idempotency: None,
         };
         let body = encode(&create, b"abc");
         let (back, data) = decode(&body).unwrap();

@@ -10,6 +10,10 @@ pub const CORE: &str = "core";
 /// The pipeline's progress ([`crate::pipelines::work::Work`]), written with the core.
 pub const WORK: &str = "work";
 
+/// How many storage writes of the job failed in a row: small and apart from the core, so it
+/// can be counted when the core's write is what fails.
+pub const FAULTS: &str = "faults";
+
 /// A CSV upload, stored in slices `in:0`, `in:1`, ...
 pub const CSV_INPUT_PREFIX: &str = "in:";
 /// An enrichment batch's books, one JSON array.
@@ -66,6 +70,20 @@ pub fn scan_result(position: usize) -> String {
     format!("{SCAN_RESULT_PREFIX}{position:02}")
 }
 
+/// Part `part` of a photo's books: the first part is [`scan_result`] itself (as older builds
+/// stored the whole list), later ones sort right after it.
+pub fn scan_result_part(position: usize, part: usize) -> String {
+    match part {
+        0 => scan_result(position),
+        n => format!("{SCAN_RESULT_PREFIX}{position:02}:{n}"),
+    }
+}
+
+/// The most bytes one stored result value holds, whatever the data: results are split into
+/// parts of at most this size, far under the 2 MB a key and value may take in a SQLite-backed
+/// object.
+pub const MAX_RESULT_VALUE_BYTES: usize = 128 * 1024;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,6 +96,8 @@ mod tests {
             (csv_result(12), "res:csv:00012"),
             (enrich_result(7), "res:enr:007"),
             (scan_result(3), "res:scan:03"),
+            (scan_result_part(3, 0), "res:scan:03"),
+            (scan_result_part(3, 2), "res:scan:03:2"),
             (slice(CSV_INPUT_PREFIX, 2), "in:2"),
             (slice(&scan_image_prefix(1), 0), "img:1:0"),
         ];
@@ -115,5 +135,8 @@ mod tests {
             ["res:enr:000", "res:enr:009", "res:enr:010", "res:enr:100"]
         );
         assert!(csv_result(99_999) > csv_result(10_000));
+        let mut parts = vec![scan_result(1), scan_result_part(0, 1), scan_result(0)];
+        parts.sort();
+        assert_eq!(parts, ["res:scan:00", "res:scan:00:1", "res:scan:01"]);
     }
 }

@@ -9,7 +9,8 @@
 //!
 //! Glue:
 //! - [`runtime`]: the Worker entry point, the job's Durable Object (a shell around the engine
-//!   that implements [`host::Host`] over workerd), the rate limiter object, storage and fetch.
+//!   that implements [`host::Host`] over workerd), the rate limiter object, storage and fetch,
+//!   and the job console page (`console/`, embedded at build time, served at `/` when enabled).
 //!
 //! The job machinery:
 //! - [`engine`]: one job's life over a [`host::Host`]: requests, sockets, the alarm that runs
@@ -21,6 +22,7 @@
 //! - [`host`]: what a job needs from its machine, and the values it trades in.
 //! - [`keys`]: every storage key.
 //! - [`internal`]: the Worker-to-object creation message.
+//! - [`results`]: paged results: the page asked for, cursors, the page's byte budget.
 //!
 //! Shared domain:
 //! - [`routes`]: the route table, and the 404/405 answers.
@@ -69,6 +71,7 @@ pub mod pipeline;
 pub mod pipelines;
 pub mod protocol;
 pub mod rate_limit;
+pub mod results;
 pub mod routes;
 pub mod time;
 pub mod token;

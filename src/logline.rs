@@ -30,6 +30,10 @@ impl Level {
         match event {
             "socket.upgrade"
             | "socket.accepted"
+            | "socket.closed"
+            | "socket.release_lingering"
+            | "socket.refused"
+            | "step.abandoned"
             | "socket.violation"
             | "object.constructed"
             | "task.run"

@@ -10,6 +10,8 @@ use crate::error::ErrorCode;
 use crate::host::{Answer, Batch, CallError, Outbound, StorageError, Stored, Values};
 use crate::job::throttle::{PersistPolicy, SOCKET_MIN_INTERVAL_MS};
 use crate::job::{JobError, Pipeline as Kind};
+use crate::protocol::ServerMessage;
+use crate::results::{PageRequest, Position};
 use crate::time::Millis;
 use serde_json::Value;
 
@@ -71,6 +73,24 @@ pub struct Attempt {
     pub failed_before: u32,
     /// No retry follows if this run fails transiently: record the failure instead.
     pub last: bool,
+}
+
+/// One page of results: the document in the contract's shape, and where the next page starts
+/// when entries remain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResultsPage {
+    pub document: Value,
+    pub next: Option<Position>,
+}
+
+impl ResultsPage {
+    /// A document that is always one page.
+    pub fn whole(document: Value) -> Self {
+        Self {
+            document,
+            next: None,
+        }
+    }
 }
 
 /// The upstream services, each with its own deadline (contract 9.6).
@@ -144,6 +164,10 @@ pub trait Ctx<W> {
     async fn progress(&self, processed: u64, item: Option<String>) -> Result<(), StorageError>;
     /// Persists the core, the progress record and the buffered results now.
     async fn checkpoint(&self, reason: &str) -> Result<(), StorageError>;
+    /// Reports one finished item (`item_result`) at once, and keeps it for replay; it is
+    /// stored with the next checkpoint, which must also store the item's result. `position`
+    /// is the item's place in the job's input, as [`Pipeline::item_message`] takes it.
+    fn item_result(&self, position: u64, message: ServerMessage);
 }
 
 /// One kind of job. Implementations hold only caches that can be rebuilt from storage; what
@@ -163,13 +187,29 @@ pub trait Pipeline {
     /// After the last step: the summary for `job_complete`, or why the job failed as a whole
     /// (every item failed).
     async fn summary(&self, ctx: &impl Ctx<Self::Work>) -> Result<Value, StepFailure>;
-    /// The results document of a complete job.
-    async fn results(&self, ctx: &impl Ctx<Self::Work>) -> Result<Value, StorageError>;
+    /// A page of the results of a complete job: at most `page.limit` entries and
+    /// [`crate::results::MAX_PAGE_BYTES`] of JSON, read without loading the whole result set.
+    async fn results(
+        &self,
+        ctx: &impl Ctx<Self::Work>,
+        page: PageRequest,
+    ) -> Result<ResultsPage, StorageError>;
     /// Runs once after the job ended in any way: inputs that are no longer needed go.
     async fn after_end(&self, ctx: &impl Ctx<Self::Work>) -> Result<(), StorageError>;
     /// Moves the results buffered since the last checkpoint into the checkpoint's write,
     /// updating `work` (e.g. a slice counter) in the same write.
     fn drain_pending(&self, work: &mut Self::Work, batch: &mut Batch);
+
+    /// The `item_result` of the item at `position`, rebuilt from stored results to replay it
+    /// to a client that missed it; `None` for pipelines without items.
+    async fn item_message(
+        &self,
+        ctx: &impl Ctx<Self::Work>,
+        position: u64,
+    ) -> Result<Option<ServerMessage>, StorageError> {
+        let _ = (ctx, position);
+        Ok(None)
+    }
 
     /// When progress is persisted.
     fn persist_policy(&self, work: &Self::Work, kind: Kind) -> PersistPolicy {
@@ -201,4 +241,51 @@ pub async fn read_slices<W>(
         bytes.extend_from_slice(slice.as_bytes());
     }
     Ok(bytes)
+}
+
+/// Serialises `items` as JSON arrays of at most `max_bytes` each, in order; an item that alone
+/// is over `max_bytes` gets an array of its own (callers bound their items far below it).
+pub fn pack_json<T: serde::Serialize>(items: &[T], max_bytes: usize) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut part = String::from("[");
+    for item in items {
+        let Ok(text) = serde_json::to_string(item) else {
+            continue;
+        };
+        if part.len() > 1 && part.len() + 1 + text.len() + 1 > max_bytes {
+            part.push(']');
+            parts.push(std::mem::replace(&mut part, String::from("[")));
+        }
+        if part.len() > 1 {
+            part.push(',');
+        }
+        part.push_str(&text);
+    }
+    if part.len() > 1 || parts.is_empty() {
+        part.push(']');
+        parts.push(part);
+    }
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packs_items_into_bounded_arrays() {
+        let items: Vec<String> = (0..100).map(|i| "x".repeat(i % 7 * 10)).collect();
+        for max in [64, 100, 1_000, 100_000] {
+            let parts = pack_json(&items, max);
+            let mut back = Vec::new();
+            for part in &parts {
+                assert!(part.len() <= max.max(72), "{max}: {}", part.len());
+                let list: Vec<String> = serde_json::from_str(part).unwrap();
+                assert!(!list.is_empty());
+                back.extend(list);
+            }
+            assert_eq!(back, items, "{max}");
+        }
+        assert_eq!(pack_json::<u8>(&[], 10), ["[]"]);
+    }
 }

@@ -5,7 +5,8 @@ use crate::ids::require_job_id;
 use crate::job::{JobError, JobState, Pipeline, Status};
 use crate::limits::single_query_param;
 use crate::time::Millis;
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::{json, Value};
 
 /// The protocol version every server message carries.
 pub const PROTOCOL_VERSION: &str = "1.0.0";
@@ -32,6 +33,8 @@ pub enum CloseCode {
     MessageTooBig,
     JobFailed,
     TooManySockets,
+    /// A socket silent for longer than `SOCKET_IDLE_SECS`, closed to make room for a new one.
+    IdleReplaced,
 }
 
 impl CloseCode {
@@ -44,6 +47,7 @@ impl CloseCode {
             Self::MessageTooBig => 1009,
             Self::JobFailed => 1011,
             Self::TooManySockets => 1013,
+            Self::IdleReplaced => 4000,
         }
     }
 
@@ -57,6 +61,7 @@ impl CloseCode {
             Self::MessageTooBig => "message too big",
             Self::JobFailed => "job failed",
             Self::TooManySockets => "too many sockets for this job",
+            Self::IdleReplaced => "silent for too long; replaced by a new socket",
         }
     }
 }
@@ -80,6 +85,8 @@ pub struct UpgradeQuery {
     pub job_id: String,
     pub token: Option<String>,
     pub reconnect: bool,
+    /// The last `seq` the client saw, to have what came after replayed (contract 9.4).
+    pub since: Option<u64>,
 }
 
 impl UpgradeQuery {
@@ -89,10 +96,18 @@ impl UpgradeQuery {
         let job_id = require_job_id(single_query_param(pairs, "jobId")?.unwrap_or_default())?;
         let token = single_query_param(pairs, "token")?.map(str::to_string);
         let reconnect = matches!(single_query_param(pairs, "reconnect")?, Some("true" | "1"));
+        let since = match single_query_param(pairs, "since")? {
+            None => None,
+            Some(raw) => Some(raw.parse::<u64>().map_err(|_| {
+                ApiError::invalid("since must be a whole number: the last seq the client saw")
+                    .with_details(json!({ "field": "since" }))
+            })?),
+        };
         Ok(Self {
             job_id,
             token,
             reconnect,
+            since,
         })
     }
 }
@@ -172,10 +187,16 @@ pub fn classify_client_binary(len: usize) -> Violation {
     }
 }
 
-/// The payloads the server sends (contract section 5).
-#[derive(Debug, Clone, PartialEq)]
+/// The payloads the server sends (contract sections 5 and 9.4). Serialized with the `type`
+/// tag inside, as the contract's payloads carry it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(
+    tag = "type",
+    rename_all = "snake_case",
+    rename_all_fields = "camelCase"
+)]
 pub enum ServerMessage {
-    ReadyAck,
+    ReadyAck {},
     Reconnected {
         status: Status,
         progress: f64,
@@ -183,16 +204,34 @@ pub enum ServerMessage {
         total_count: u64,
         last_update: Millis,
         version: u64,
+        /// The events the client missed can no longer be replayed: it should read the job's
+        /// state and results instead.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        resync: bool,
     },
     JobStarted {
         total_count: u64,
+        #[serde(rename = "estimatedDuration", skip_serializing_if = "Option::is_none")]
         estimated_duration_ms: Option<u64>,
     },
     JobProgress {
         progress: f64,
         status: Status,
         processed_count: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
         current_item: Option<String>,
+    },
+    /// One finished item: an enrichment input (`book`, its results entry) or a scanned photo
+    /// (`books` found on it, or `error`).
+    ItemResult {
+        index: u64,
+        success: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        book: Option<Value>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        books: Option<Value>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
     },
     JobComplete {
         pipeline: Pipeline,
@@ -203,23 +242,39 @@ pub enum ServerMessage {
         code: ErrorCode,
         message: String,
         retryable: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
         details: Option<Value>,
     },
+}
+
+/// The envelope every server message wears on the wire.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Envelope<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    job_id: &'a str,
+    pipeline: Pipeline,
+    timestamp: Millis,
+    version: &'static str,
+    seq: u64,
+    payload: &'a ServerMessage,
 }
 
 impl ServerMessage {
     pub fn kind(&self) -> &'static str {
         match self {
-            Self::ReadyAck => "ready_ack",
+            Self::ReadyAck {} => "ready_ack",
             Self::Reconnected { .. } => "reconnected",
             Self::JobStarted { .. } => "job_started",
             Self::JobProgress { .. } => "job_progress",
+            Self::ItemResult { .. } => "item_result",
             Self::JobComplete { .. } => "job_complete",
             Self::Error { .. } => "error",
         }
     }
 
-    pub fn reconnected(state: &JobState) -> Self {
+    pub fn reconnected(state: &JobState, resync: bool) -> Self {
         Self::Reconnected {
             status: state.status,
             progress: state.progress,
@@ -227,6 +282,7 @@ impl ServerMessage {
             total_count: state.total_count,
             last_update: state.last_update,
             version: state.version,
+            resync,
         }
     }
 
@@ -277,85 +333,18 @@ impl ServerMessage {
         }
     }
 
-    fn payload(&self) -> Value {
-        let mut p = Map::new();
-        p.insert("type".into(), json!(self.kind()));
-        match self {
-            Self::ReadyAck => {}
-            Self::Reconnected {
-                status,
-                progress,
-                processed_count,
-                total_count,
-                last_update,
-                version,
-            } => {
-                p.insert("status".into(), json!(status.as_str()));
-                p.insert("progress".into(), json!(progress));
-                p.insert("processedCount".into(), json!(processed_count));
-                p.insert("totalCount".into(), json!(total_count));
-                p.insert("lastUpdate".into(), json!(last_update));
-                p.insert("version".into(), json!(version));
-            }
-            Self::JobStarted {
-                total_count,
-                estimated_duration_ms,
-            } => {
-                p.insert("totalCount".into(), json!(total_count));
-                if let Some(ms) = estimated_duration_ms {
-                    p.insert("estimatedDuration".into(), json!(ms));
-                }
-            }
-            Self::JobProgress {
-                progress,
-                status,
-                processed_count,
-                current_item,
-            } => {
-                p.insert("progress".into(), json!(progress));
-                p.insert("status".into(), json!(status.as_str()));
-                p.insert("processedCount".into(), json!(processed_count));
-                if let Some(item) = current_item {
-                    p.insert("currentItem".into(), json!(item));
-                }
-            }
-            Self::JobComplete {
-                pipeline,
-                summary,
-                results_url,
-            } => {
-                p.insert("pipeline".into(), json!(pipeline.as_str()));
-                p.insert("summary".into(), summary.clone());
-                p.insert("resultsUrl".into(), json!(results_url));
-            }
-            Self::Error {
-                code,
-                message,
-                retryable,
-                details,
-            } => {
-                p.insert("code".into(), json!(code.as_str()));
-                p.insert("message".into(), json!(message));
-                p.insert("retryable".into(), json!(retryable));
-                if let Some(d) = details {
-                    p.insert("details".into(), d.clone());
-                }
-            }
-        }
-        Value::Object(p)
-    }
-
-    /// The full envelope as sent on the wire.
-    pub fn encode(&self, job_id: &str, pipeline: Pipeline, now: Millis) -> String {
-        json!({
-            "type": self.kind(),
-            "jobId": job_id,
-            "pipeline": pipeline.as_str(),
-            "timestamp": now,
-            "version": PROTOCOL_VERSION,
-            "payload": self.payload(),
+    /// The full envelope as sent on the wire, with the message's place in the job's stream.
+    pub fn encode(&self, job_id: &str, pipeline: Pipeline, now: Millis, seq: u64) -> String {
+        serde_json::to_string(&Envelope {
+            kind: self.kind(),
+            job_id,
+            pipeline,
+            timestamp: now,
+            version: PROTOCOL_VERSION,
+            seq,
+            payload: self,
         })
-        .to_string()
+        .unwrap_or_default()
     }
 }
 
@@ -410,12 +399,30 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect()
         };
-        type Want<'a> = Option<(Option<&'a str>, bool)>;
+        type Want<'a> = Option<(Option<&'a str>, bool, Option<u64>)>;
         let table: &[(&[(&str, &str)], Want)] = &[
-            (&[("jobId", id), ("token", "t")], Some((Some("t"), false))),
-            (&[("jobId", id), ("reconnect", "true")], Some((None, true))),
-            (&[("jobId", id), ("reconnect", "1")], Some((None, true))),
-            (&[("jobId", id), ("reconnect", "yes")], Some((None, false))),
+            (
+                &[("jobId", id), ("token", "t")],
+                Some((Some("t"), false, None)),
+            ),
+            (
+                &[("jobId", id), ("reconnect", "true")],
+                Some((None, true, None)),
+            ),
+            (
+                &[("jobId", id), ("reconnect", "1")],
+                Some((None, true, None)),
+            ),
+            (
+                &[("jobId", id), ("reconnect", "yes")],
+                Some((None, false, None)),
+            ),
+            (
+                &[("jobId", id), ("since", "42")],
+                Some((None, false, Some(42))),
+            ),
+            (&[("jobId", id), ("since", "-1")], None),
+            (&[("jobId", id), ("since", "x")], None),
             (&[("token", "t")], None),
             (&[("jobId", "nope")], None),
             (&[("jobId", id), ("token", "a"), ("token", "b")], None),
@@ -427,10 +434,13 @@ mod tests {
         for (query, want) in table {
             let got = UpgradeQuery::from_pairs(&pairs(query));
             match want {
-                Some((token, reconnect)) => {
+                Some((token, reconnect, since)) => {
                     let got = got.unwrap();
                     assert_eq!(got.job_id, id);
-                    assert_eq!((got.token.as_deref(), got.reconnect), (*token, *reconnect));
+                    assert_eq!(
+                        (got.token.as_deref(), got.reconnect, got.since),
+                        (*token, *reconnect, *since)
+                    );
                 }
                 None => assert_eq!(got.unwrap_err().status(), 400, "{query:?}"),
             }
@@ -467,6 +477,7 @@ mod tests {
             (CloseCode::MessageTooBig, 1009),
             (CloseCode::JobFailed, 1011),
             (CloseCode::TooManySockets, 1013),
+            (CloseCode::IdleReplaced, 4000),
         ];
         for (c, n) in all {
             assert_eq!(c.code(), n);
@@ -494,12 +505,13 @@ mod tests {
             total_count: 3,
             estimated_duration_ms: None,
         };
-        let v: Value = serde_json::from_str(&msg.encode("id", Pipeline::AiScan, 42)).unwrap();
+        let v: Value = serde_json::from_str(&msg.encode("id", Pipeline::AiScan, 42, 7)).unwrap();
         assert_eq!(v["type"], "job_started");
         assert_eq!(v["jobId"], "id");
         assert_eq!(v["pipeline"], "ai_scan");
         assert_eq!(v["timestamp"], 42);
         assert_eq!(v["version"], "1.0.0");
+        assert_eq!(v["seq"], 7);
         assert_eq!(v["payload"]["type"], "job_started");
         assert_eq!(v["payload"]["totalCount"], 3);
         assert!(v["payload"].get("estimatedDuration").is_none());
@@ -530,7 +542,7 @@ mod tests {
         let (msg, code) = ServerMessage::final_for(&failed).unwrap();
         assert_eq!(code, CloseCode::JobFailed);
         let v: Value =
-            serde_json::from_str(&msg.unwrap().encode("j", Pipeline::CsvImport, 3)).unwrap();
+            serde_json::from_str(&msg.unwrap().encode("j", Pipeline::CsvImport, 3, 1)).unwrap();
         assert_eq!(v["payload"]["retryable"], true);
         let mut canceled = state;
         canceled.cancel(2).unwrap();
@@ -546,16 +558,45 @@ mod tests {
         s.start(4, 1).unwrap();
         s.advance(1, Some("Dune".into()), 2).unwrap();
         let v: Value =
-            serde_json::from_str(&ServerMessage::progress(&s).encode("j", s.pipeline, 3)).unwrap();
+            serde_json::from_str(&ServerMessage::progress(&s).encode("j", s.pipeline, 3, 1))
+                .unwrap();
         assert_eq!(v["payload"]["progress"], 0.25);
         assert_eq!(v["payload"]["currentItem"], "Dune");
         assert_eq!(v["payload"]["status"], "running");
-        let v: Value =
-            serde_json::from_str(&ServerMessage::reconnected(&s).encode("j", s.pipeline, 3))
-                .unwrap();
+        let v: Value = serde_json::from_str(
+            &ServerMessage::reconnected(&s, false).encode("j", s.pipeline, 3, 1),
+        )
+        .unwrap();
         assert_eq!(v["payload"]["processedCount"], 1);
         assert_eq!(v["payload"]["totalCount"], 4);
         assert_eq!(v["payload"]["version"], s.version);
         assert_eq!(v["payload"]["lastUpdate"], 2);
+        assert!(v["payload"].get("resync").is_none(), "only when set");
+        let v: Value = serde_json::from_str(
+            &ServerMessage::reconnected(&s, true).encode("j", s.pipeline, 3, 1),
+        )
+        .unwrap();
+        assert_eq!(v["payload"]["resync"], true);
+    }
+
+    #[test]
+    fn item_results_carry_only_what_they_have() {
+        let msg = ServerMessage::ItemResult {
+            index: 3,
+            success: false,
+            book: None,
+            books: None,
+            error: Some("no matching book found".into()),
+        };
+        let v: Value = serde_json::from_str(&msg.encode("j", Pipeline::AiScan, 1, 9)).unwrap();
+        assert_eq!(v["type"], "item_result");
+        assert_eq!(
+            v["payload"],
+            json!({"type": "item_result", "index": 3, "success": false, "error": "no matching book found"})
+        );
+        let ack: Value =
+            serde_json::from_str(&ServerMessage::ReadyAck {}.encode("j", Pipeline::AiScan, 1, 2))
+                .unwrap();
+        assert_eq!(ack["payload"], json!({"type": "ready_ack"}));
     }
 }

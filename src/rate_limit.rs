@@ -46,6 +46,7 @@ impl Bucket {
             Route::ProgressSocket => Some(Bucket::Upgrade),
             Route::JobState { .. } | Route::Results { .. } => Some(Bucket::Read),
             Route::Health
+            | Route::Console(_)
             | Route::CancelById { .. }
             | Route::CancelByBody
             | Route::CreateSyntheticJob => None,

@@ -28,6 +28,29 @@ pub enum Route {
     ProgressSocket,
     /// Creates a synthetic job; answered only when `ENABLE_TEST_ROUTES` is on.
     CreateSyntheticJob,
+    /// A file of the job console; answered only when `CONSOLE_ENABLED` is on.
+    Console(ConsoleAsset),
+}
+
+/// The job console's files: the page at `/` and the two files it loads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsoleAsset {
+    Page,
+    Style,
+    Script,
+}
+
+impl ConsoleAsset {
+    pub const ALL: [ConsoleAsset; 3] = [Self::Page, Self::Style, Self::Script];
+
+    /// The path the asset is served at.
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::Page => "/",
+            Self::Style => "/console.css",
+            Self::Script => "/console.js",
+        }
+    }
 }
 
 /// What the method and path resolve to.
@@ -44,14 +67,24 @@ const POST: &str = "POST, OPTIONS";
 /// Resolves a request line. `OPTIONS` on any path is a preflight (contract section 1); on a
 /// known path another method is 405 with the allowed methods, and unknown paths are 404.
 ///
-/// The synthetic-job route exists only when `test_routes` is on; otherwise that path is
-/// unknown like any other, so a production deployment does not reveal it.
-pub fn resolve(method: &str, path: &str, test_routes: bool) -> Result<Resolved, ApiError> {
+/// The synthetic-job route exists only when `test_routes` is on, and the console's paths only
+/// when `console` is on; otherwise those paths are unknown like any other, so a production
+/// deployment does not reveal them.
+pub fn resolve(
+    method: &str,
+    path: &str,
+    test_routes: bool,
+    console: bool,
+) -> Result<Resolved, ApiError> {
     if method == "OPTIONS" {
         return Ok(Resolved::Preflight);
     }
     let (route, allow) = match_path(path)
-        .filter(|(route, _)| test_routes || *route != Route::CreateSyntheticJob)
+        .filter(|(route, _)| match route {
+            Route::CreateSyntheticJob => test_routes,
+            Route::Console(_) => console,
+            _ => true,
+        })
         .ok_or_else(|| ApiError::not_found(format!("no route for {path}")))?;
     let wanted = if allow == GET { "GET" } else { "POST" };
     if method == wanted {
@@ -101,6 +134,9 @@ fn match_path(path: &str) -> Option<(Route, &'static str)> {
         }
         ["ws", "progress"] => (Route::ProgressSocket, GET),
         ["api", "test", "jobs"] => (Route::CreateSyntheticJob, POST),
+        [""] => (Route::Console(ConsoleAsset::Page), GET),
+        ["console.css"] => (Route::Console(ConsoleAsset::Style), GET),
+        ["console.js"] => (Route::Console(ConsoleAsset::Script), GET),
         _ => return None,
     };
     Some(found)
@@ -112,7 +148,7 @@ mod tests {
     use crate::error::ErrorCode;
 
     fn route(method: &str, path: &str) -> Route {
-        match resolve(method, path, true) {
+        match resolve(method, path, true, true) {
             Ok(Resolved::Route(r)) => r,
             other => panic!("{method} {path}: {other:?}"),
         }
@@ -188,6 +224,17 @@ mod tests {
             ),
             ("GET", "/ws/progress".into(), Route::ProgressSocket),
             ("POST", "/api/test/jobs".into(), Route::CreateSyntheticJob),
+            ("GET", "/".into(), Route::Console(ConsoleAsset::Page)),
+            (
+                "GET",
+                "/console.css".into(),
+                Route::Console(ConsoleAsset::Style),
+            ),
+            (
+                "GET",
+                "/console.js".into(),
+                Route::Console(ConsoleAsset::Script),
+            ),
         ];
         for (method, path, want) in table {
             assert_eq!(&route(method, path), want, "{method} {path}");
@@ -197,8 +244,10 @@ mod tests {
     #[test]
     fn unknown_paths_are_404_and_wrong_methods_are_405() {
         let table: &[(&str, &str, ErrorCode)] = &[
-            ("GET", "/", ErrorCode::NotFound),
             ("GET", "/nope", ErrorCode::NotFound),
+            ("GET", "//", ErrorCode::NotFound),
+            ("GET", "/console.js/", ErrorCode::NotFound),
+            ("GET", "/console", ErrorCode::NotFound),
             ("GET", "/health/", ErrorCode::NotFound),
             ("GET", "/api/job-state", ErrorCode::NotFound),
             ("GET", "/v1/books/results/x", ErrorCode::NotFound),
@@ -208,13 +257,15 @@ mod tests {
             ("GET", "/api/token/refresh", ErrorCode::MethodNotAllowed),
             ("PUT", "/ws/progress", ErrorCode::MethodNotAllowed),
             ("HEAD", "/health", ErrorCode::MethodNotAllowed),
+            ("POST", "/", ErrorCode::MethodNotAllowed),
+            ("HEAD", "/console.js", ErrorCode::MethodNotAllowed),
         ];
         for (method, path, code) in table {
-            let err = resolve(method, path, true).unwrap_err();
+            let err = resolve(method, path, true, true).unwrap_err();
             assert_eq!(err.code, *code, "{method} {path}");
         }
         assert_eq!(
-            resolve("POST", "/health", true).unwrap_err().allow,
+            resolve("POST", "/health", true, true).unwrap_err().allow,
             Some("GET, OPTIONS")
         );
     }
@@ -222,21 +273,38 @@ mod tests {
     #[test]
     fn options_anywhere_is_a_preflight() {
         assert_eq!(
-            resolve("OPTIONS", "/api/import/csv", false),
+            resolve("OPTIONS", "/api/import/csv", false, false),
             Ok(Resolved::Preflight)
         );
-        assert_eq!(resolve("OPTIONS", "/nope", false), Ok(Resolved::Preflight));
+        assert_eq!(
+            resolve("OPTIONS", "/nope", false, false),
+            Ok(Resolved::Preflight)
+        );
     }
 
     #[test]
     fn the_test_route_is_unknown_unless_enabled() {
         for method in ["GET", "POST", "PUT"] {
-            let err = resolve(method, "/api/test/jobs", false).unwrap_err();
+            let err = resolve(method, "/api/test/jobs", false, true).unwrap_err();
             assert_eq!(err.code, ErrorCode::NotFound, "{method}");
         }
         assert_eq!(
-            resolve("POST", "/api/test/jobs", true),
+            resolve("POST", "/api/test/jobs", true, false),
             Ok(Resolved::Route(Route::CreateSyntheticJob))
         );
+    }
+
+    #[test]
+    fn the_console_is_unknown_unless_enabled() {
+        for asset in ConsoleAsset::ALL {
+            for method in ["GET", "POST", "HEAD"] {
+                let err = resolve(method, asset.path(), true, false).unwrap_err();
+                assert_eq!(err.code, ErrorCode::NotFound, "{method} {}", asset.path());
+            }
+            assert_eq!(
+                resolve("GET", asset.path(), false, true),
+                Ok(Resolved::Route(Route::Console(asset)))
+            );
+        }
     }
 }

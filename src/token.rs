@@ -75,6 +75,24 @@ impl TokenSigner {
         base64::encode_url(&raw)
     }
 
+    /// The token of a job created under an `Idempotency-Key`: its random part is derived from
+    /// the request's hash with the signing key, so a repeat of the request gets the same token
+    /// without the server keeping it; nobody without the key can derive it.
+    pub fn issue_for_request(&self, job_id: &str, request_hash: &str) -> String {
+        let derived = hmac_sha256(
+            &self.key,
+            &[
+                b"bookstrack-idempotent-token-v1\0",
+                job_id.as_bytes(),
+                b"\0",
+                request_hash.as_bytes(),
+            ],
+        );
+        let mut random = [0u8; RANDOM_BYTES];
+        random.copy_from_slice(&derived[..RANDOM_BYTES]);
+        self.issue(job_id, random)
+    }
+
     /// True when `token` was issued by this signer for `job_id`. Says nothing about whether
     /// it is still the job's current, unexpired token.
     pub fn is_authentic(&self, job_id: &str, token: &str) -> bool {

@@ -2734,6 +2734,7 @@ fn internal_frame() -> BoxedStrategy<RequestInput> {
                         len,
                     })
                     .collect(),
+                idempotency: None,
             };
             RequestInput::Internal {
                 create: Box::new(create),

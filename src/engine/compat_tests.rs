@@ -121,7 +121,7 @@ fn without_duration(mut summary: Value) -> Value {
 
 fn results(sim: &mut Sim, token: &str, segment: &'static str) -> Value {
     let token = token.to_string();
-    sim.request(|e| async move { e.results(Some(&token), segment).await })
+    sim.request(|e| async move { e.results(Some(&token), segment, &Default::default()).await })
         .expect("results are served")
         .1
 }

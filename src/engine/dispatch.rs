@@ -3,6 +3,7 @@
 use super::{Engine, IoCounters};
 use crate::config::Config;
 use crate::host::{Answer, Batch, CallError, Host, Outbound, StorageError, Stored, Values};
+use crate::job::stream::EventKind;
 use crate::job::throttle::PersistPolicy;
 use crate::job::{Pipeline as Kind, Status};
 use crate::pipeline::{Ctx, Pipeline, Provider};
@@ -11,6 +12,7 @@ use crate::pipelines::enrich::Enrichment;
 use crate::pipelines::scan::ShelfScan;
 use crate::pipelines::synthetic::SyntheticJob;
 use crate::pipelines::work::Work;
+use crate::protocol::ServerMessage;
 use crate::time::Millis;
 use serde_json::{json, Value};
 
@@ -198,5 +200,14 @@ impl<H: Host, W> Ctx<W> for WorkCtx<'_, H, W> {
 
     async fn checkpoint(&self, reason: &str) -> Result<(), StorageError> {
         self.engine.checkpoint(reason).await
+    }
+
+    fn item_result(&self, position: u64, message: ServerMessage) {
+        if let Some(text) = self
+            .engine
+            .stamp_kept(&message, EventKind::Item { index: position })
+        {
+            self.engine.send_all(&text);
+        }
     }
 }

@@ -4,7 +4,8 @@
 //! [`Host`] the object implements; tests run it in memory with a virtual clock
 //! (`testing`). Its parts, one concern each:
 //! - `requests`: creation, state, token refresh, cancel, results;
-//! - `sockets`: admitting sockets, client messages, broadcasting;
+//! - `sockets`: admitting sockets, client messages, closes;
+//! - `stream`: numbered messages out, the kept events and their replay;
 //! - `tasks`: the alarm, which runs the schedule's due tasks and races a step against them;
 //! - `progress`: progress reports, checkpoints and endings;
 //! - `dispatch`: the pipeline a job runs, and the context its steps see.
@@ -16,6 +17,7 @@ mod dispatch;
 mod progress;
 mod requests;
 mod sockets;
+mod stream;
 mod tasks;
 
 // The engine's tests run natively, with an in-memory host and a virtual clock.
@@ -68,6 +70,8 @@ struct Memory {
     /// pretending the job does not exist.
     corrupt: Option<String>,
     coalescer: SocketCoalescer,
+    /// The number of the last `job_progress` broadcast, replayed as the latest progress.
+    last_progress_seq: Option<u64>,
 }
 
 /// Storage operations made by this engine since it was built, for logs and benchmarks.
@@ -132,6 +136,24 @@ pub struct Engine<H: Host> {
     /// The alarm time last set by this engine, to skip redundant `set_alarm` calls.
     armed: Cell<Option<Millis>>,
     nudge: Nudge,
+    /// A socket that never delivered a message was closed: its connection lingers until the
+    /// object resets.
+    lingering: Cell<bool>,
+    /// The alarm is awaiting a pipeline step.
+    in_step: Cell<bool>,
+    /// The alarm is running: a failed write is then recovered by the alarm itself.
+    in_alarm: Cell<bool>,
+    /// Storage failures of the alarm, as stored under `keys::FAULTS`.
+    faults: Cell<Faults>,
+}
+
+/// Storage failures of a job's alarm: how many in a row (a good alarm forgets them) and in all
+/// (which development mode's fault injection counts against).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Faults {
+    pub in_a_row: u32,
+    pub total: u32,
 }
 
 impl<H: Host> Engine<H> {
@@ -146,6 +168,10 @@ impl<H: Host> Engine<H> {
             io: IoCounters::default(),
             armed: Cell::new(None),
             nudge: Nudge::default(),
+            lingering: Cell::new(false),
+            in_step: Cell::new(false),
+            in_alarm: Cell::new(false),
+            faults: Cell::new(Faults::default()),
         }
     }
 
@@ -159,7 +185,11 @@ impl<H: Host> Engine<H> {
 
     /// Reads the job back from storage, as after an eviction. Run before any event.
     pub async fn load(&self) -> Result<(), StorageError> {
-        let stored = self.read(&[keys::CORE.into(), keys::WORK.into()]).await?;
+        let stored = self
+            .read(&[keys::CORE.into(), keys::WORK.into(), keys::FAULTS.into()])
+            .await?;
+        let faults = stored.json::<Faults>(keys::FAULTS).and_then(Result::ok);
+        self.faults.set(faults.unwrap_or_default());
         let loaded = match (
             stored.json::<JobRecord>(keys::CORE),
             stored.json::<Work>(keys::WORK),
@@ -289,7 +319,19 @@ impl<H: Host> Engine<H> {
             return Ok(());
         }
         IoCounters::bump(&self.io.writes);
+        if self.injects_write_failure(&batch) {
+            return Err(StorageError("injected by FAULT_FAIL_WRITES".into()));
+        }
         self.host.put(batch).await
+    }
+
+    /// Development mode's fault injection: a running job's checkpoints fail until the job
+    /// has counted `FAULT_FAIL_WRITES` failures in storage.
+    fn injects_write_failure(&self, batch: &crate::host::Batch) -> bool {
+        let running = self.with_job(|job| job.record.state.status == crate::job::Status::Running);
+        self.config.fault_fail_writes > self.faults.get().total
+            && running == Some(true)
+            && batch.entries().iter().any(|(key, _)| key == keys::WORK)
     }
 
     /// Arms the single alarm at the schedule's earliest task, or removes it when none remain.

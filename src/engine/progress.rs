@@ -89,6 +89,7 @@ impl<H: Host> Engine<H> {
             if let Some(pipelines) = &pipelines {
                 pipelines.drain_pending(&mut job.work, &mut batch);
             }
+            job.record.stream.reserve();
             batch
                 .json(keys::CORE, &job.record)
                 .json(keys::WORK, &job.work);
@@ -98,9 +99,12 @@ impl<H: Host> Engine<H> {
         let written = self.write(batch).await;
         if let Err(e) = &written {
             // Memory is now ahead of storage (buffered results went into the failed write):
-            // reset the object so that the next event rebuilds it from the last checkpoint.
+            // the object must be rebuilt from the last checkpoint. The alarm does that itself
+            // once it has re-armed (see `tasks`); any other event resets the object now.
             self.log_job("storage.write_failed", json!({ "error": e.to_string() }));
-            self.host.abort("a storage write failed");
+            if !self.in_alarm.get() {
+                self.host.abort("a storage write failed");
+            }
         }
         written
     }
@@ -137,8 +141,9 @@ impl<H: Host> Engine<H> {
     /// Persists an ended job, then tells every socket how it ended and closes it, then lets
     /// the pipeline drop the inputs it no longer needs.
     async fn finish(&self) -> Result<(), StorageError> {
+        let ending = self.stamp_final();
         self.checkpoint("end").await?;
-        self.broadcast_final();
+        self.tell_the_end(ending);
         let Some(pipelines) = self.pipelines() else {
             return Ok(());
         };
@@ -155,6 +160,7 @@ impl<H: Host> Engine<H> {
         self.armed.set(None);
         self.mem.borrow_mut().job = None;
         *self.pipeline.borrow_mut() = None;
+        self.release_lingering().await;
         Ok(())
     }
 }

@@ -10,6 +10,7 @@ use crate::job::Status;
 use crate::keys;
 use crate::pipeline::Pipeline;
 use crate::protocol::CloseCode;
+use crate::results::{CursorSigner, PageQuery};
 use crate::time::Millis;
 use crate::token::{self, RefreshError, TokenRecord};
 use serde::Deserialize;
@@ -42,15 +43,15 @@ impl<H: Host> Engine<H> {
         let (create, data) =
             internal::decode(body).map_err(|e| self.internal("decoding a create body", e))?;
         if self.mem.borrow().job.is_some() {
-            return Err(ApiError::conflict(format!(
-                "job id {} is already taken",
-                create.job_id
-            )));
+            return self.repeat(&create).await;
         }
         let now = self.now();
-        let token = self.new_token(&create.job_id)?;
+        let token = match &create.idempotency {
+            Some(request) => self.signer.issue_for_request(&create.job_id, request),
+            None => self.new_token(&create.job_id)?,
+        };
         let auth = TokenRecord::new(&token, now, self.config.token_ttl_ms);
-        let record = JobRecord::create(
+        let mut record = JobRecord::create(
             &create.job_id,
             create.pipeline,
             create.total_count,
@@ -58,6 +59,7 @@ impl<H: Host> Engine<H> {
             self.lifetimes(),
             now,
         );
+        record.idempotency = create.idempotency.clone();
         let mut batch = Batch::default();
         batch
             .json(keys::CORE, &record)
@@ -89,6 +91,61 @@ impl<H: Host> Engine<H> {
             202,
             creation_answer(&create, &token, self.config.token_ttl_ms),
         ))
+    }
+
+    /// A creation for a job id that is taken: the repeat of the request that created it (the
+    /// same `Idempotency-Key` and request) answers as the first did, with its token, or with a
+    /// new one replacing it when a refresh has replaced that; anything else is 409. A repeat
+    /// stores nothing of its own.
+    async fn repeat(&self, create: &CreateJob) -> Reply {
+        let Some((stored, pipeline, expires_at)) = self.with_job(|job| {
+            (
+                job.record.idempotency.clone(),
+                job.record.state.pipeline,
+                job.record.auth.expires_at,
+            )
+        }) else {
+            return Err(ApiError::not_found("no such job"));
+        };
+        let request = match (&stored, &create.idempotency) {
+            (Some(stored), Some(request)) if stored == request && pipeline == create.pipeline => {
+                request
+            }
+            (_, Some(_)) => {
+                return Err(ApiError::conflict(
+                    "this Idempotency-Key was already used for a different request",
+                ))
+            }
+            (_, None) => {
+                return Err(ApiError::conflict(format!(
+                    "job id {} is already taken",
+                    create.job_id
+                )))
+            }
+        };
+        let now = self.now();
+        let mut token = self.signer.issue_for_request(&create.job_id, request);
+        let mut expires_at = expires_at;
+        let current = self
+            .with_job(|job| job.record.auth.hash == token::hash(&token))
+            .unwrap_or(false);
+        if !current {
+            // A refresh replaced the first token; the repeat gets a new one in its place.
+            token = self.new_token(&create.job_id)?;
+            let lifetimes = self.lifetimes();
+            self.with_job(|job| job.record.replace_token(&token, lifetimes, now));
+            self.write_core(Batch::default())
+                .await
+                .map_err(|e| self.internal("storing a replaced token", e))?;
+            self.sync_alarm()
+                .await
+                .map_err(|e| self.internal("arming the alarm", e))?;
+            expires_at = now + self.config.token_ttl_ms;
+        }
+        self.log_job("job.repeated", json!({ "newToken": !current }));
+        let mut answer = creation_answer(create, &token, self.config.token_ttl_ms);
+        answer["expiresIn"] = json!(expires_at.saturating_sub(now) / 1_000);
+        Ok((202, answer))
     }
 
     pub fn state(&self, token: Option<&str>) -> Reply {
@@ -204,12 +261,14 @@ impl<H: Host> Engine<H> {
         self.sync_alarm()
             .await
             .map_err(|e| self.internal("arming the alarm", e))?;
+        self.release_lingering().await;
         self.log_job("job.canceled", self.io.snapshot());
         Ok(())
     }
 
-    /// The results document of a complete job, from the pipeline named by `segment`.
-    pub async fn results(&self, token: Option<&str>, segment: &str) -> Reply {
+    /// A page of the results of a complete job, from the pipeline named by `segment`, with a
+    /// `nextCursor` when entries remain (contract 9.2).
+    pub async fn results(&self, token: Option<&str>, segment: &str, query: &PageQuery) -> Reply {
         self.authorize(token, self.now())?;
         let (status, pipeline) = self
             .with_job(|job| (job.record.state.status, job.record.state.pipeline))
@@ -226,12 +285,23 @@ impl<H: Host> Engine<H> {
                 status.as_str()
             )));
         }
+        let job_id = self
+            .with_job(|job| job.record.state.job_id.clone())
+            .unwrap_or_default();
+        let cursors = CursorSigner::new(
+            self.config.token_signing_key.as_bytes(),
+            pipeline.results_segment(),
+        );
+        let page = query.page(&cursors, &job_id)?;
         let pipelines = self
             .pipelines()
             .ok_or_else(|| ApiError::not_found("no such job"))?;
-        let document = with_pipeline!(self, &*pipelines, |p, ctx| p.results(&ctx).await);
-        document
-            .map(|document| (200, document))
-            .map_err(|e| self.internal("reading results", e))
+        let page = with_pipeline!(self, &*pipelines, |p, ctx| p.results(&ctx, page).await)
+            .map_err(|e| self.internal("reading results", e))?;
+        let mut document = page.document;
+        if let Some(next) = page.next {
+            document["nextCursor"] = json!(cursors.seal(&job_id, next));
+        }
+        Ok((200, document))
     }
 }

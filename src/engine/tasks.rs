@@ -14,12 +14,16 @@ use super::dispatch::with_pipeline;
 use super::Engine;
 use crate::host::{Host, StorageError};
 use crate::job::schedule::{RetryOutcome, TaskKind};
+use crate::job::stream::EventKind;
 use crate::job::{JobError, Status};
 use crate::pipeline::{Attempt, Pipeline, StepFailure, StepOutcome};
-use crate::protocol::{CloseCode, ServerMessage};
+use crate::protocol::ServerMessage;
 use crate::time::Millis;
 use futures::future::{select, Either, LocalBoxFuture};
 use serde_json::json;
+
+/// Storage failures in a row after which a job fails rather than trying again.
+pub const MAX_STORAGE_FAILURES: u32 = 5;
 
 /// The tasks that may run while a step is in flight: none of them touches the pipeline.
 const DURING_A_STEP: [TaskKind; 3] = [TaskKind::Cleanup, TaskKind::TokenExpiry, TaskKind::Flush];
@@ -27,8 +31,103 @@ const DURING_A_STEP: [TaskKind; 3] = [TaskKind::Cleanup, TaskKind::TokenExpiry, 
 type StepResult = Result<StepOutcome, StepFailure>;
 
 impl<H: Host> Engine<H> {
-    /// Runs every due task, in the schedule's order, then arms the alarm for the next one.
+    /// Runs every due task, in the schedule's order, then arms the alarm for the next one. A
+    /// storage failure never strands the job: see [`Self::after_storage_failure`].
     pub async fn alarm(&self) -> Result<(), StorageError> {
+        self.in_alarm.set(true);
+        let ran = self.run_alarm().await;
+        self.in_alarm.set(false);
+        match ran {
+            Ok(()) => {
+                self.forget_storage_failures().await;
+                Ok(())
+            }
+            Err(e) => self.after_storage_failure(e).await,
+        }
+    }
+
+    /// A storage operation of the alarm failed, so memory may be ahead of storage. The failure
+    /// is counted in storage (apart from the core, which may be what cannot be written). Below
+    /// [`MAX_STORAGE_FAILURES`] the alarm is re-armed with backoff and the object resets, to go
+    /// on from its last checkpoint; at it the job fails with INTERNAL_ERROR (sockets closed
+    /// 1011, cleanup scheduled).
+    async fn after_storage_failure(&self, error: StorageError) -> Result<(), StorageError> {
+        let faults = self.faults.get();
+        let faults = crate::engine::Faults {
+            in_a_row: faults.in_a_row + 1,
+            total: faults.total + 1,
+        };
+        self.faults.set(faults);
+        let failures = faults.in_a_row;
+        let mut batch = crate::host::Batch::default();
+        batch.json(crate::keys::FAULTS, &faults);
+        crate::engine::IoCounters::bump(&self.io.writes);
+        let counted = self.host.put(batch).await.is_ok();
+        self.log_job(
+            "storage.failed",
+            json!({ "failures": failures, "counted": counted, "error": error.to_string() }),
+        );
+        let now = self.now();
+        if failures >= MAX_STORAGE_FAILURES {
+            return self.fail_after_storage_failures(failures, now).await;
+        }
+        let due = now + self.retry_policy().delay_after(failures);
+        self.armed.set(None);
+        self.host.set_alarm(Some(due)).await?;
+        self.host
+            .abort("a storage write failed; going on from the last checkpoint");
+        Ok(())
+    }
+
+    async fn fail_after_storage_failures(
+        &self,
+        failures: u32,
+        now: Millis,
+    ) -> Result<(), StorageError> {
+        let error = JobError {
+            code: crate::error::ErrorCode::InternalError,
+            message: format!("storage failed {failures} times in a row; the job cannot go on"),
+            retryable: true,
+        };
+        let lifetimes = self.lifetimes();
+        if self
+            .with_job(|job| job.record.fail(error, lifetimes, now))
+            .and_then(Result::ok)
+            .is_none()
+        {
+            return Ok(());
+        }
+        // Clients are told even if the failure cannot be stored: they must not wait on a job
+        // that cannot go on.
+        let ending = self.stamp_final();
+        let stored = self.checkpoint("end").await;
+        self.tell_the_end(ending);
+        self.log_job(
+            "job.failed",
+            json!({ "error": "storage kept failing", "stored": stored.is_ok() }),
+        );
+        self.sync_alarm().await?;
+        self.release_lingering().await;
+        Ok(())
+    }
+
+    /// After a good alarm, the failures in a row are forgiven (the total stays).
+    async fn forget_storage_failures(&self) {
+        let faults = self.faults.get();
+        if faults.in_a_row > 0 && self.with_job(|_| ()).is_some() {
+            let faults = crate::engine::Faults {
+                in_a_row: 0,
+                ..faults
+            };
+            self.faults.set(faults);
+            let mut batch = crate::host::Batch::default();
+            batch.json(crate::keys::FAULTS, &faults);
+            crate::engine::IoCounters::bump(&self.io.writes);
+            let _ = self.host.put(batch).await;
+        }
+    }
+
+    async fn run_alarm(&self) -> Result<(), StorageError> {
         self.armed.set(None);
         let now = self.now();
         let Some(due) = self.with_job(|job| job.record.schedule.due(now)) else {
@@ -56,16 +155,30 @@ impl<H: Host> Engine<H> {
             }
         }
         // Last, so that a failure above leaves the alarm to the platform's retries.
-        self.sync_alarm().await
+        self.sync_alarm().await?;
+        self.release_lingering().await;
+        Ok(())
     }
 
+    /// Closes 1008 every socket whose token has expired: the job's token, or an older one a
+    /// socket was opened with before a refresh; then waits for the next expiry.
     fn run_token_expiry(&self, now: Millis) {
-        if self
+        let closed = self.close_expired_sockets(now);
+        let expired = self
             .with_job(|job| job.record.token_expired(now))
-            .unwrap_or(false)
-        {
-            self.close_all(CloseCode::TokenExpired, CloseCode::TokenExpired.reason());
-            self.log_job("token.expired", json!({}));
+            .unwrap_or(false);
+        if let Some(at) = self.next_socket_expiry(now) {
+            self.with_job(|job| {
+                job.record
+                    .schedule
+                    .set_no_later_than(TaskKind::TokenExpiry, at)
+            });
+        }
+        if expired || closed > 0 {
+            self.log_job(
+                "token.expired",
+                json!({ "current": expired, "socketsClosed": closed }),
+            );
         }
     }
 
@@ -101,11 +214,17 @@ impl<H: Host> Engine<H> {
         {
             return Ok(());
         }
+        let started = self.stamp_kept(
+            &ServerMessage::JobStarted {
+                total_count: total,
+                estimated_duration_ms: None,
+            },
+            EventKind::Started,
+        );
         self.checkpoint("start").await?;
-        self.broadcast(&ServerMessage::JobStarted {
-            total_count: total,
-            estimated_duration_ms: None,
-        });
+        if let Some(text) = started {
+            self.send_all(&text);
+        }
         self.log_job("job.started", json!({ "totalCount": total }));
         Ok(())
     }
@@ -181,6 +300,16 @@ impl<H: Host> Engine<H> {
         &self,
         mut step: LocalBoxFuture<'_, StepResult>,
     ) -> Result<Option<StepResult>, StorageError> {
+        self.in_step.set(true);
+        let outcome = self.race_step(&mut step).await;
+        self.in_step.set(false);
+        outcome
+    }
+
+    async fn race_step(
+        &self,
+        step: &mut LocalBoxFuture<'_, StepResult>,
+    ) -> Result<Option<StepResult>, StorageError> {
         loop {
             let seen = self.nudge.generation.get();
             let deadline = self
@@ -193,7 +322,7 @@ impl<H: Host> Engine<H> {
                 }
             };
             let interrupt = select(Box::pin(timer), Box::pin(self.nudge.after(seen)));
-            match select(&mut step, interrupt).await {
+            match select(&mut *step, interrupt).await {
                 Either::Left((outcome, _)) => return Ok(Some(outcome)),
                 Either::Right(_) => {
                     if !self.run_due_during_step().await? {

@@ -38,7 +38,9 @@ pub type Script = Box<dyn FnMut(&Outbound) -> Scripted>;
 /// A socket as the test sees it.
 #[derive(Debug, Default)]
 pub struct MemSocket {
-    pub tag: SocketTag,
+    pub tag: RefCell<SocketTag>,
+    /// When the runtime last answered this socket's ping by itself.
+    pub auto_response_at: Cell<Option<Millis>>,
     pub sent: RefCell<Vec<String>>,
     pub closed: RefCell<Option<(u16, String)>>,
 }
@@ -78,6 +80,7 @@ struct Inner {
     /// The next this-many writes fail.
     failing_writes: Cell<u32>,
     aborts: Cell<u32>,
+    resets: Cell<u32>,
     random: Cell<u8>,
 }
 
@@ -149,7 +152,7 @@ impl MemoryHost {
 
     pub fn open_socket(&self, tag: SocketTag) -> Rc<MemSocket> {
         let socket = Rc::new(MemSocket {
-            tag,
+            tag: RefCell::new(tag),
             ..MemSocket::default()
         });
         self.inner.sockets.borrow_mut().push(socket.clone());
@@ -175,6 +178,11 @@ impl MemoryHost {
 
     pub fn aborts(&self) -> u32 {
         self.inner.aborts.get()
+    }
+
+    /// How often the engine asked for a reset when idle.
+    pub fn resets(&self) -> u32 {
+        self.inner.resets.get()
     }
 
     /// Events logged so far, by name.
@@ -353,7 +361,19 @@ impl Host for MemoryHost {
     }
 
     fn tag(&self, socket: &Rc<MemSocket>) -> SocketTag {
-        socket.tag.clone()
+        socket.tag.borrow().clone()
+    }
+
+    fn set_tag(&self, socket: &Rc<MemSocket>, tag: &SocketTag) {
+        *socket.tag.borrow_mut() = tag.clone();
+    }
+
+    fn auto_response_at(&self, socket: &Rc<MemSocket>) -> Option<Millis> {
+        socket.auto_response_at.get()
+    }
+
+    fn reset_when_idle(&self) {
+        self.inner.resets.set(self.inner.resets.get() + 1);
     }
 
     fn abort(&self, _reason: &str) {
@@ -385,6 +405,8 @@ pub struct Sim {
     config: Config,
     tasks: Vec<Task>,
     alarm_running: Rc<Cell<bool>>,
+    /// Resets asked for with `Host::abort` so far; each one evicts the engine, as workerd does.
+    aborts_seen: u32,
 }
 
 impl Sim {
@@ -398,6 +420,7 @@ impl Sim {
             config,
             tasks: Vec::new(),
             alarm_running: Rc::new(Cell::new(false)),
+            aborts_seen: 0,
         }
     }
 
@@ -447,6 +470,10 @@ impl Sim {
     pub fn run(&mut self, mut done: impl FnMut() -> bool, limit: Millis) -> bool {
         loop {
             self.poll_woken();
+            if self.host.aborts() > self.aborts_seen {
+                self.aborts_seen = self.host.aborts();
+                self.evict();
+            }
             if done() {
                 return true;
             }

@@ -5,6 +5,7 @@
 //! what else to do (persist now, which sockets to close); the object only performs the I/O.
 
 use crate::job::schedule::{Schedule, TaskKind};
+use crate::job::stream::Stream;
 use crate::job::throttle::{PersistDecision, PersistPolicy, PersistThrottle};
 use crate::job::{IllegalTransition, JobError, JobState, Pipeline, Status};
 use crate::time::Millis;
@@ -32,6 +33,12 @@ pub struct JobRecord {
     /// When processing began (the state's `startTime` is the creation time).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub running_since: Option<Millis>,
+    /// Sequence numbers and the events a reconnecting client can have replayed.
+    #[serde(default)]
+    pub stream: Stream,
+    /// The hash of the request that created the job under an `Idempotency-Key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency: Option<String>,
 }
 
 /// What a refresh attempt needs from its caller.
@@ -66,6 +73,8 @@ impl JobRecord {
             schedule,
             throttle: PersistThrottle::default(),
             running_since: None,
+            stream: Stream::new(),
+            idempotency: None,
         }
     }
 
@@ -74,6 +83,7 @@ impl JobRecord {
     /// most updates the job's throttle lets go unwritten.
     pub fn restored(mut self, unpersisted: u64) -> Self {
         self.state = self.state.restored(unpersisted);
+        self.stream = self.stream.restored();
         self.throttle.pending = 0;
         self.throttle.pending_since = None;
         self.schedule.remove(TaskKind::Flush);
@@ -192,9 +202,14 @@ impl JobRecord {
         {
             return RefreshOutcome::Refused(refused);
         }
+        let old_expiry = self.auth.expires_at;
         self.auth = TokenRecord::new(new_token, now, lifetimes.token_ttl_ms);
+        // Sockets opened with the old token are closed when it would have expired; the task
+        // then moves on to the new token's expiry.
         self.schedule
             .set(TaskKind::TokenExpiry, self.auth.expires_at);
+        self.schedule
+            .set_no_later_than(TaskKind::TokenExpiry, old_expiry);
         if !self.state.status.is_terminal() {
             self.schedule.set(
                 TaskKind::Cleanup,
@@ -202,6 +217,24 @@ impl JobRecord {
             );
         }
         RefreshOutcome::Refreshed
+    }
+
+    /// Gives the job a new token at once, outside the refresh window (a repeated idempotent
+    /// creation whose first token a refresh replaced). Sockets of the replaced token keep it
+    /// until it would have expired.
+    pub fn replace_token(&mut self, new_token: &str, lifetimes: Lifetimes, now: Millis) {
+        let old_expiry = self.auth.expires_at;
+        self.auth = TokenRecord::new(new_token, now, lifetimes.token_ttl_ms);
+        self.schedule
+            .set(TaskKind::TokenExpiry, self.auth.expires_at);
+        self.schedule
+            .set_no_later_than(TaskKind::TokenExpiry, old_expiry);
+        if !self.state.status.is_terminal() {
+            self.schedule.set(
+                TaskKind::Cleanup,
+                self.auth.expires_at + lifetimes.results_ttl_ms,
+            );
+        }
     }
 
     /// The token-expiry task ran: true when the current token has really expired (a refresh
@@ -390,6 +423,12 @@ mod tests {
             "the old token stops working at once"
         );
         assert_eq!(r.auth.expires_at, inside + LIFE.token_ttl_ms);
+        assert_eq!(
+            r.schedule.get(TaskKind::TokenExpiry).unwrap().due,
+            7_201_000,
+            "sockets of the old token close when it would have expired"
+        );
+        assert!(!r.token_expired(7_201_000), "the new token lives on");
         assert_eq!(
             r.schedule.get(TaskKind::TokenExpiry).unwrap().due,
             r.auth.expires_at

@@ -9,6 +9,7 @@ use super::edge::Ctx;
 use super::http;
 use super::job_object::stub_for;
 use crate::error::ApiError;
+use crate::ids;
 use crate::internal::{self, Blob, CreateJob};
 use crate::job::Pipeline;
 use crate::keys;
@@ -29,29 +30,72 @@ use serde_json::json;
 use worker::js_sys::Uint8Array;
 use worker::{Method, Request, RequestInit, Response};
 
+/// A creation's `Idempotency-Key` (contract 9.3), when it sent one.
+struct Idempotent {
+    key: Option<String>,
+}
+
+impl Idempotent {
+    fn of(req: &Request) -> Result<Self, ApiError> {
+        let key = match http::header(req, "idempotency-key") {
+            None => None,
+            Some(raw) => Some(ids::idempotency_key(&raw)?.to_string()),
+        };
+        Ok(Self { key })
+    }
+
+    /// The job id: a proposed one, else one derived from the key (so every repeat reaches the
+    /// same object), else a fresh one; and the request's hash when there is a key.
+    fn job(
+        &self,
+        ctx: &Ctx<'_>,
+        route: &str,
+        proposed: Option<String>,
+        parts: &[&[u8]],
+    ) -> (String, Option<String>) {
+        let Some(key) = &self.key else {
+            return (proposed.unwrap_or_else(|| ctx.fresh_job_id()), None);
+        };
+        let job_id = proposed.unwrap_or_else(|| {
+            ids::job_id_for_key(ctx.config.token_signing_key.as_bytes(), route, key)
+        });
+        let proposed_part = job_id.as_bytes();
+        let mut all: Vec<&[u8]> = vec![proposed_part];
+        all.extend_from_slice(parts);
+        (job_id.clone(), Some(ids::request_hash(route, key, &all)))
+    }
+}
+
 /// `POST /api/test/jobs` (only with `ENABLE_TEST_ROUTES`).
 pub async fn synthetic_job(ctx: &Ctx<'_>, req: &mut Request) -> Result<Response, ApiError> {
+    let idempotent = Idempotent::of(req)?;
     let body = http::read_body_limited(req, SMALL_JSON_BODY_BYTES).await?;
     let (spec, proposed) = synthetic::parse_spec(&body)?;
+    let proposed = ctx.proposed_job_id(proposed)?;
+    let canonical = serde_json::to_vec(&spec).unwrap_or_default();
+    let (job_id, idempotency) = idempotent.job(ctx, "synthetic", proposed, &[&canonical]);
     let create = CreateJob {
-        job_id: ctx.job_id_for(proposed)?,
+        job_id,
         pipeline: spec.pipeline,
         total_count: spec.items,
         work: Work::Synthetic(spec),
         blobs: Vec::new(),
+        idempotency,
     };
     create_job(ctx, create, &[]).await
 }
 
 /// `POST /api/scan-bookshelf`: one raw or multipart image.
 pub async fn single_scan(ctx: &Ctx<'_>, req: &mut Request) -> Result<Response, ApiError> {
+    let idempotent = Idempotent::of(req)?;
     let content_type = http::header(req, "content-type");
     http::check_declared_length(req, scan_request::MAX_SINGLE_BODY_BYTES)?;
     single_scan_media(content_type.as_deref())?;
     ctx.limit(Bucket::Scan).await?;
     let body = http::read_body_limited(req, scan_request::MAX_SINGLE_BODY_BYTES).await?;
     let image = scan_request::parse_single(content_type.as_deref(), body)?;
-    create_scan(ctx, ctx.fresh_job_id(), vec![image]).await
+    let ids = idempotent.job(ctx, "scan", None, &[&image.bytes]);
+    create_scan(ctx, ids, vec![image]).await
 }
 
 /// Refuses, before the body is read, a single scan whose `Content-Type` can only end in 415:
@@ -68,24 +112,36 @@ fn single_scan_media(content_type: Option<&str>) -> Result<(), ApiError> {
 /// `POST /api/scan-bookshelf/batch`: 1 to 5 base64 images in JSON.
 pub async fn batch_scan(ctx: &Ctx<'_>, req: &mut Request) -> Result<Response, ApiError> {
     require_json(req)?;
+    let idempotent = Idempotent::of(req)?;
     http::check_declared_length(req, scan_request::MAX_BATCH_BODY_BYTES)?;
     ctx.limit(Bucket::Scan).await?;
     let body = http::read_body_limited(req, scan_request::MAX_BATCH_BODY_BYTES).await?;
     let batch = scan_request::parse_batch(&body)?;
-    let job_id = ctx.job_id_for(batch.job_id)?;
-    create_scan(ctx, job_id, batch.images).await
+    let proposed = ctx.proposed_job_id(batch.job_id.clone())?;
+    let indexes: Vec<u8> = batch
+        .images
+        .iter()
+        .flat_map(|image| image.index.to_be_bytes())
+        .collect();
+    let mut parts: Vec<&[u8]> = vec![&indexes];
+    parts.extend(batch.images.iter().map(|image| image.bytes.as_slice()));
+    // Scan routes share their key space: a single scan and a batch are one kind of job.
+    let ids = idempotent.job(ctx, "scan", proposed, &parts);
+    create_scan(ctx, ids, batch.images).await
 }
 
 /// `POST /api/enrichment/batch`: 1 to 100 books in JSON.
 pub async fn enrichment(ctx: &Ctx<'_>, req: &mut Request) -> Result<Response, ApiError> {
     require_json(req)?;
+    let idempotent = Idempotent::of(req)?;
     http::check_declared_length(req, ENRICHMENT_BODY_BYTES)?;
     ctx.limit(Bucket::Enrichment).await?;
     let body = http::read_body_limited(req, ENRICHMENT_BODY_BYTES).await?;
     let request = enrich::parse_request(&body)?;
-    let job_id = ctx.job_id_for(request.job_id)?;
+    let proposed = ctx.proposed_job_id(request.job_id.clone())?;
     let books =
         serde_json::to_vec(&request.books).map_err(|e| http::internal("encoding books", e))?;
+    let (job_id, idempotency) = idempotent.job(ctx, "enrichment", proposed, &[&books]);
     let create = CreateJob {
         job_id,
         pipeline: Pipeline::BatchEnrichment,
@@ -95,12 +151,14 @@ pub async fn enrichment(ctx: &Ctx<'_>, req: &mut Request) -> Result<Response, Ap
             key: keys::ENRICH_INPUT.into(),
             len: books.len(),
         }],
+        idempotency,
     };
     create_job(ctx, create, &books).await
 }
 
 /// `POST /api/import/csv`: the header is checked before any job exists (contract section 2).
 pub async fn csv_import(ctx: &Ctx<'_>, req: &mut Request) -> Result<Response, ApiError> {
+    let idempotent = Idempotent::of(req)?;
     let upload = csv_upload(req)?;
     http::check_declared_length(req, upload.body_limit())?;
     ctx.limit(Bucket::Csv).await?;
@@ -108,8 +166,9 @@ pub async fn csv_import(ctx: &Ctx<'_>, req: &mut Request) -> Result<Response, Ap
     let prefix = &file[..file.len().min(CSV_HEADER_WINDOW_BYTES)];
     let (header, cursor) =
         read_header(prefix, prefix.len() == file.len()).map_err(csv_header_error)?;
+    let (job_id, idempotency) = idempotent.job(ctx, "csv", None, &[&file]);
     let create = CreateJob {
-        job_id: ctx.fresh_job_id(),
+        job_id,
         pipeline: Pipeline::CsvImport,
         total_count: 0,
         work: Work::Csv(CsvWork {
@@ -120,6 +179,7 @@ pub async fn csv_import(ctx: &Ctx<'_>, req: &mut Request) -> Result<Response, Ap
             result_slices: 0,
         }),
         blobs: blobs_for(keys::CSV_INPUT_PREFIX, file.len()),
+        idempotency,
     };
     create_job(ctx, create, &file).await
 }
@@ -221,7 +281,7 @@ fn require_json(req: &Request) -> Result<(), ApiError> {
 /// Creates a scan job whose photos are stored in slices, one series per photo.
 async fn create_scan(
     ctx: &Ctx<'_>,
-    job_id: String,
+    (job_id, idempotency): (String, Option<String>),
     images: Vec<ScanImage>,
 ) -> Result<Response, ApiError> {
     let mut blobs = Vec::new();
@@ -241,6 +301,7 @@ async fn create_scan(
         total_count: photos.len() as u64,
         work: Work::Scan(ScanWork { photos }),
         blobs,
+        idempotency,
     };
     create_job(ctx, create, &data).await
 }

@@ -49,16 +49,12 @@ impl Ctx<'_> {
         issue_job_id(self.signing_key(), http::now(), random)
     }
 
-    /// The id of a new job: the client's proposal, unless it claims an issue time in the
-    /// future (400), or a fresh one.
-    pub fn job_id_for(&self, proposed: Option<String>) -> Result<String, ApiError> {
-        match proposed {
-            Some(id) => {
-                ids::check_proposed(self.signing_key(), &id, http::now())?;
-                Ok(id)
-            }
-            None => Ok(self.fresh_job_id()),
+    /// A job id a client proposed, refused (400) when it claims an issue time in the future.
+    pub fn proposed_job_id(&self, proposed: Option<String>) -> Result<Option<String>, ApiError> {
+        if let Some(id) = &proposed {
+            ids::check_proposed(self.signing_key(), id, http::now())?;
         }
+        Ok(proposed)
     }
 
     /// Refuses, without touching any object, a request for a job this server issued so

@@ -8,11 +8,12 @@ use crate::json_body;
 use crate::limits::{check_request, SMALL_JSON_BODY_BYTES};
 use crate::protocol::UpgradeQuery;
 use crate::rate_limit::Bucket;
+use crate::results::PageQuery;
 use crate::routes::{self, Resolved, Route};
 use crate::runtime::create;
 use crate::runtime::edge::Ctx;
-use crate::runtime::http;
 use crate::runtime::job_object::stub_for;
+use crate::runtime::{console, http};
 use serde::Deserialize;
 use serde_json::json;
 use worker::js_sys::Uint8Array;
@@ -33,6 +34,7 @@ pub async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
             req.method().as_ref(),
             &req.path(),
             config.enable_test_routes,
+            config.console_enabled,
         )
     });
     let response = match resolved {
@@ -129,11 +131,12 @@ async fn dispatch(ctx: &Ctx<'_>, route: Route, mut req: Request) -> Result<Respo
             let raw = http::read_body_limited(&mut req, SMALL_JSON_BODY_BYTES).await?;
             let body: Body = json_body::parse(&raw)?;
             let job_id = require_job_id(body.job_id.as_deref().unwrap_or(""))?;
-            ctx.edge_auth(&job_id, body.old_token.as_deref())?;
-            let old_token = body
-                .old_token
-                .filter(|t| !t.is_empty())
-                .ok_or_else(|| ApiError::auth("missing oldToken"))?;
+            // A refresh names the token it replaces (contract 9.6: 400 without it).
+            let old_token = body.old_token.filter(|t| !t.is_empty()).ok_or_else(|| {
+                ApiError::invalid("oldToken is required: the token this refresh replaces")
+                    .with_details(json!({ "field": "oldToken" }))
+            })?;
+            ctx.edge_auth(&job_id, Some(&old_token))?;
             let forwarded =
                 serde_json::to_vec(&json!({ "oldToken": old_token })).unwrap_or_default();
             forward(
@@ -166,11 +169,18 @@ async fn dispatch(ctx: &Ctx<'_>, route: Route, mut req: Request) -> Result<Respo
         Route::Results { pipeline, job_id } => {
             let job_id = require_job_id(&job_id)?;
             ctx.edge_auth(&job_id, http::bearer(&req).as_deref())?;
+            // Checked here too, so a malformed request never reaches an object.
+            let query = PageQuery::from_pairs(&http::query_pairs(&req)?)?;
             ctx.limit(Bucket::Read).await?;
-            let path = format!("/internal/results/{}", pipeline.results_segment());
+            let path = format!(
+                "/internal/results/{}?{}",
+                pipeline.results_segment(),
+                query.to_query()
+            );
             forward(env, &job_id, Method::Get, &path, &req, None).await
         }
         Route::ProgressSocket => upgrade(ctx, req).await,
+        Route::Console(asset) => Ok(console::response(asset)),
     }
 }
 

@@ -93,7 +93,7 @@ pub fn preflight(config: &Config, origin: Option<&str>) -> Response {
     let _ = headers.set("access-control-allow-methods", "GET, POST, OPTIONS");
     let _ = headers.set(
         "access-control-allow-headers",
-        "Authorization, Content-Type",
+        "Authorization, Content-Type, Idempotency-Key",
     );
     let _ = headers.set("access-control-max-age", "86400");
     let response = Response::builder()

@@ -95,7 +95,9 @@ async fn preflight_answers_204_with_cors_headers() {
         .unwrap()
         .to_ascii_lowercase();
     assert!(
-        headers.contains("authorization") && headers.contains("content-type"),
+        headers.contains("authorization")
+            && headers.contains("content-type")
+            && headers.contains("idempotency-key"),
         "{headers}"
     );
     // Ordinary answers carry the origin header too, errors included.

@@ -240,3 +240,81 @@ async fn a_client_that_never_reads_does_not_stall_the_job_for_others() {
     );
     assert_eq!(job_state(w, &job).await["status"], "complete");
 }
+
+/// Development mode's fault injection makes a running job's first checkpoint writes fail.
+async fn failing_writes_worker(failing: u32) -> Worker {
+    Worker::start(
+        test_options()
+            .var("ENVIRONMENT", "development")
+            .var("FAULT_FAIL_WRITES", failing)
+            .var("RESULTS_TTL_SECS", 3),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_job_whose_writes_fail_a_few_times_goes_on_from_its_last_checkpoint() {
+    let w = failing_writes_worker(2).await;
+    let job = synthetic(&w, json!({ "items": 40, "itemsPerChunk": 5 })).await;
+    let mut ws = Socket::connect(&w, &job).await;
+    ws.ready().await;
+    // Each failure resets the object, which drops the socket (1006 on this side); the client
+    // reconnects and the job goes on.
+    let mut drops = 0;
+    loop {
+        let closed = ws.until_closed().await;
+        if closed.code == 1000 {
+            break;
+        }
+        assert_eq!(closed.code, 1006, "{closed:?}");
+        drops += 1;
+        assert!(drops <= 2, "more drops than failures");
+        ws = Socket::connect(&w, &job).await;
+        ws.ready().await;
+    }
+    let state = job_state(&w, &job).await;
+    assert_eq!(state["status"], "complete");
+    assert_eq!(state["processedCount"], 40);
+    let failures: Vec<_> = w
+        .events()
+        .into_iter()
+        .filter(|e| e["event"] == "storage.failed" && e["jobId"] == job.job_id)
+        .collect();
+    assert_eq!(failures.len(), 2, "{failures:?}");
+    assert!(failures.iter().all(|e| e["counted"] == true));
+}
+
+#[tokio::test]
+async fn a_job_whose_writes_keep_failing_fails_with_internal_error_and_is_cleaned_up() {
+    let w = failing_writes_worker(100).await;
+    let job = synthetic(&w, json!({ "items": 40, "itemsPerChunk": 5 })).await;
+    let mut ws = Socket::connect(&w, &job).await;
+    ws.ready().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    // Each failure resets the object, which drops the socket; reconnect until the end.
+    let error = loop {
+        let closed = ws.until_closed().await;
+        if closed.code == 1011 {
+            break ws.of_kind("error")[0]["payload"].clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "the job never failed");
+        ws = Socket::connect(&w, &job).await;
+        ws.ready().await;
+    };
+    assert_eq!(error["code"], "INTERNAL_ERROR", "{error}");
+    assert_eq!(error["retryable"], true);
+    let state = job_state(&w, &job).await;
+    assert_eq!(state["status"], "failed");
+    assert_eq!(state["error"]["code"], "INTERNAL_ERROR");
+    // Cleanup still comes RESULTS_TTL_SECS later.
+    let path = format!("/api/job-state/{}", job.job_id);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let answer = get(&w, &path, Some(&job.token)).await;
+        if answer.status == 404 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never cleaned up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

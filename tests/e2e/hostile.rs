@@ -702,19 +702,20 @@ fn cases(job: &Created) -> Vec<Case> {
         post("refresh: oldToken a number", refresh)
             .json(format!(r#"{{"jobId":"{id}","oldToken":1e999}}"#))
             .want(Status(400)),
+        // Contract 9.6: a refresh without the token it replaces is malformed.
         post("refresh: running job, no oldToken", refresh)
             .json(format!(r#"{{"jobId":"{id}"}}"#))
-            .want(Status(401)),
+            .want(Status(400)),
         post("refresh: running job, empty oldToken", refresh)
             .json(format!(r#"{{"jobId":"{id}","oldToken":""}}"#))
-            .want(Status(401)),
+            .want(Status(400)),
         post("refresh: running job, wrong oldToken", refresh)
             .json(format!(r#"{{"jobId":"{id}","oldToken":"not-the-token"}}"#))
             .want(Status(401)),
         post("refresh: running job, Bearer header instead of oldToken", refresh)
             .bearer(token)
             .json(format!(r#"{{"jobId":"{id}"}}"#))
-            .want(Status(401)),
+            .want(Status(400)),
         post("refresh: unknown job", refresh)
             .json(format!(r#"{{"jobId":"{UNKNOWN_JOB}","oldToken":"x"}}"#))
             .want(Status(404)),

@@ -8,13 +8,17 @@ mod support;
 
 mod basics;
 mod compat;
+mod console;
 mod core;
 mod csv;
 mod enrich;
 mod faults;
 mod hostile;
+mod idempotency;
 mod limits;
 mod load;
+mod resume;
 mod scan;
 mod security;
+mod silent;
 mod timing;

@@ -296,6 +296,13 @@ async fn the_api_key_goes_in_the_header_and_never_into_logs() {
             body["generationConfig"]["responseMimeType"],
             "application/json"
         );
+        // The answer and the thinking before it are bounded (GEMINI_MAX_OUTPUT_TOKENS and
+        // GEMINI_THINKING_BUDGET, defaults here).
+        assert_eq!(body["generationConfig"]["maxOutputTokens"], 16_384);
+        assert_eq!(
+            body["generationConfig"]["thinkingConfig"]["thinkingBudget"],
+            0
+        );
     }
     assert!(
         !w.log().contains(GEMINI_KEY),
@@ -473,4 +480,27 @@ async fn bad_scan_requests_get_400_413_415() {
     )
     .await
     .assert_error(413, "PAYLOAD_TOO_LARGE");
+}
+
+#[tokio::test]
+async fn a_providers_answer_text_never_reaches_the_client() {
+    let (_, w) = shared_providers().await;
+    let marker = format!("echokey-{}", std::process::id());
+    let job = Created::from_answer(&post_image(w, "image/png", image("png", &marker)).await);
+    let mut ws = Socket::connect(w, &job).await;
+    ws.ready().await;
+    assert_eq!(ws.until_closed().await.code, 1011);
+    let error = ws.of_kind("error")[0]["payload"].clone();
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        !message.contains(GEMINI_KEY),
+        "the key reached the client: {message}"
+    );
+    assert!(
+        message.contains("Gemini answered HTTP 400"),
+        "says which provider failed and its status: {message}"
+    );
+    let state = job_state(w, &job).await;
+    assert!(!state.to_string().contains(GEMINI_KEY));
+    assert!(!w.log().contains(GEMINI_KEY), "nor the worker's log");
 }

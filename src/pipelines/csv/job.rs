@@ -6,7 +6,8 @@ use super::{
 };
 use crate::host::{Batch, StorageError};
 use crate::keys;
-use crate::pipeline::{read_slices, Attempt, Ctx, Pipeline, StepFailure, StepOutcome};
+use crate::pipeline::{read_slices, Attempt, Ctx, Pipeline, ResultsPage, StepFailure, StepOutcome};
+use crate::results::PageRequest;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::cell::RefCell;
@@ -179,7 +180,11 @@ impl Pipeline for CsvImport {
         }))
     }
 
-    async fn results(&self, ctx: &impl Ctx<CsvWork>) -> Result<Value, StorageError> {
+    async fn results(
+        &self,
+        ctx: &impl Ctx<CsvWork>,
+        _page: PageRequest,
+    ) -> Result<ResultsPage, StorageError> {
         let totals = ctx.with_work(|w| w.totals).unwrap_or_default();
         let mut all = ResultSlice::default();
         for mut slice in self.stored_slices(ctx).await? {
@@ -195,7 +200,7 @@ impl Pipeline for CsvImport {
         if !all.warnings.is_empty() {
             document["warnings"] = json!(all.warnings);
         }
-        Ok(document)
+        Ok(ResultsPage::whole(document))
     }
 
     /// The upload is deleted once the import has ended; the results stay until cleanup.

@@ -6,7 +6,9 @@ use crate::error::ErrorCode;
 use crate::host::{Batch, Outbound, StorageError};
 use crate::job::JobError;
 use crate::keys;
-use crate::pipeline::{Attempt, Ctx, Pipeline, Provider, StepFailure, StepOutcome};
+use crate::pipeline::{Attempt, Ctx, Pipeline, Provider, ResultsPage, StepFailure, StepOutcome};
+use crate::protocol::ServerMessage;
+use crate::results::{PageBudget, PageRequest, Position, MAX_PAGE_BYTES};
 use crate::time::{retry_after_ms, Millis};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -214,6 +216,7 @@ impl Pipeline for Enrichment {
             let finished = ctx
                 .with_work(|w| w.record(index, looked.verdict))
                 .unwrap_or(0);
+            ctx.item_result(index as u64, item_message(index, &looked.outcome));
             ctx.progress(
                 finished as u64,
                 Some(format!("Enriched {finished} of {}", work.books)),
@@ -253,13 +256,46 @@ impl Pipeline for Enrichment {
         }))
     }
 
-    async fn results(&self, ctx: &impl Ctx<EnrichWork>) -> Result<Value, StorageError> {
-        let stored = ctx.list(keys::ENRICH_RESULT_PREFIX, None, None).await?;
-        let books: Vec<BookOutcome> = stored
-            .iter()
-            .filter_map(|(_, value)| value.json().ok())
-            .collect();
-        Ok(json!({ "books": books }))
+    /// Books in input order; a position is the index of the next book.
+    async fn results(
+        &self,
+        ctx: &impl Ctx<EnrichWork>,
+        page: PageRequest,
+    ) -> Result<ResultsPage, StorageError> {
+        let after = page
+            .after
+            .and_then(|at| at.major.checked_sub(1))
+            .map(|last| keys::enrich_result(last as usize));
+        let stored = ctx
+            .list(
+                keys::ENRICH_RESULT_PREFIX,
+                after.as_deref(),
+                Some(page.limit + 1),
+            )
+            .await?;
+        let mut budget = PageBudget::new(page.limit, MAX_PAGE_BYTES);
+        let mut books = Vec::new();
+        let mut next = None;
+        for (key, value) in stored {
+            let Ok(book) = value.json::<Value>() else {
+                continue;
+            };
+            let index = key[keys::ENRICH_RESULT_PREFIX.len()..]
+                .parse::<u64>()
+                .unwrap_or(0);
+            if !budget.take(value.len(), books.is_empty()) {
+                next = Some(Position {
+                    major: index,
+                    minor: 0,
+                });
+                break;
+            }
+            books.push(book);
+        }
+        Ok(ResultsPage {
+            document: json!({ "books": books }),
+            next,
+        })
     }
 
     async fn after_end(&self, _ctx: &impl Ctx<EnrichWork>) -> Result<(), StorageError> {
@@ -269,6 +305,30 @@ impl Pipeline for Enrichment {
 
     fn drain_pending(&self, _work: &mut EnrichWork, batch: &mut Batch) {
         batch.append(std::mem::take(&mut *self.pending.borrow_mut()));
+    }
+
+    async fn item_message(
+        &self,
+        ctx: &impl Ctx<EnrichWork>,
+        position: u64,
+    ) -> Result<Option<ServerMessage>, StorageError> {
+        let key = keys::enrich_result(position as usize);
+        let stored = ctx.read(std::slice::from_ref(&key)).await?;
+        Ok(match stored.json::<BookOutcome>(&key) {
+            Some(Ok(outcome)) => Some(item_message(position as usize, &outcome)),
+            _ => None,
+        })
+    }
+}
+
+/// The `item_result` of one book: its results entry.
+fn item_message(index: usize, outcome: &BookOutcome) -> ServerMessage {
+    ServerMessage::ItemResult {
+        index: index as u64,
+        success: outcome.success,
+        book: serde_json::to_value(outcome).ok(),
+        books: None,
+        error: outcome.error.clone(),
     }
 }
 

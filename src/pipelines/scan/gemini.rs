@@ -64,9 +64,18 @@ pub fn response_schema() -> Value {
     })
 }
 
+/// How much Gemini may write for one photo. `max_output_tokens` bounds the answer (and the
+/// bill) whatever the photo; `thinking_budget` is the part of it the model may spend thinking
+/// first (0: none, which suits reading spines, a task the model does not need to reason about).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputBudget {
+    pub max_output_tokens: u32,
+    pub thinking_budget: u32,
+}
+
 /// The `generateContent` body for one photo. The image goes first: Gemini's guidance for
 /// single-image prompts is image before text.
-pub fn build_request(image: &[u8], kind: ImageKind) -> Value {
+pub fn build_request(image: &[u8], kind: ImageKind, budget: OutputBudget) -> Value {
     json!({
         "contents": [{
             "role": "user",
@@ -79,6 +88,8 @@ pub fn build_request(image: &[u8], kind: ImageKind) -> Value {
             "responseMimeType": "application/json",
             "temperature": TEMPERATURE,
             "responseSchema": response_schema(),
+            "maxOutputTokens": budget.max_output_tokens,
+            "thinkingConfig": { "thinkingBudget": budget.thinking_budget },
         },
     })
 }
@@ -786,7 +797,11 @@ mod tests {
             (b"\0\0\0\x10ftypheic\0\0\0\0", ImageKind::Heic),
         ];
         for &(bytes, kind) in table {
-            let req = build_request(bytes, kind);
+            let budget = OutputBudget {
+                max_output_tokens: 4_096,
+                thinking_budget: 128,
+            };
+            let req = build_request(bytes, kind, budget);
             let parts = &req["contents"][0]["parts"];
             assert_eq!(req["contents"][0]["role"], "user");
             assert_eq!(parts[0]["inline_data"]["mime_type"], kind.mime());
@@ -797,6 +812,8 @@ mod tests {
             assert_eq!(config["responseMimeType"], "application/json");
             assert!(config["temperature"].as_f64().unwrap() <= 0.2);
             assert_eq!(config["responseSchema"]["type"], "ARRAY");
+            assert_eq!(config["maxOutputTokens"], 4_096);
+            assert_eq!(config["thinkingConfig"]["thinkingBudget"], 128);
             let props = &config["responseSchema"]["items"]["properties"];
             for key in ["title", "author", "isbn", "confidence", "boundingBox"] {
                 assert!(props.get(key).is_some(), "{key}");

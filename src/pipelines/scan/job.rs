@@ -7,7 +7,11 @@ use crate::error::ErrorCode;
 use crate::host::{Batch, Outbound, StorageError};
 use crate::job::JobError;
 use crate::keys;
-use crate::pipeline::{read_slices, Attempt, Ctx, Pipeline, Provider, StepFailure, StepOutcome};
+use crate::pipeline::{
+    pack_json, read_slices, Attempt, Ctx, Pipeline, Provider, ResultsPage, StepFailure, StepOutcome,
+};
+use crate::protocol::ServerMessage;
+use crate::results::{PageBudget, PageRequest, Position, MAX_PAGE_BYTES};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::cell::RefCell;
@@ -103,8 +107,18 @@ fn update_photo(ctx: &impl Ctx<ScanWork>, position: usize, f: impl FnOnce(&mut S
 
 #[derive(Debug, Default)]
 pub struct ShelfScan {
-    /// Books of photos scanned since the last checkpoint.
-    pending: RefCell<Batch>,
+    /// Books of photos scanned since the last checkpoint, by photo position.
+    pending: RefCell<Vec<(usize, Vec<ScanBook>)>>,
+}
+
+/// A photo's books as stored: one value, or several parts of at most
+/// [`keys::MAX_RESULT_VALUE_BYTES`] (200 books with long titles are more than that).
+fn books_of(parts: Vec<(String, crate::host::Stored)>) -> Vec<ScanBook> {
+    parts
+        .into_iter()
+        .filter_map(|(_, value)| value.json::<Vec<ScanBook>>().ok())
+        .flatten()
+        .collect()
 }
 
 impl ShelfScan {
@@ -124,7 +138,11 @@ impl ShelfScan {
             });
         };
         let url = gemini::endpoint(&config.gemini_api_base, &config.gemini_model);
-        let body = gemini::build_request(image, photo.kind).to_string();
+        let budget = gemini::OutputBudget {
+            max_output_tokens: config.gemini_max_output_tokens,
+            thinking_budget: config.gemini_thinking_budget,
+        };
+        let body = gemini::build_request(image, photo.kind, budget).to_string();
         let request = Outbound::post(url, body)
             .header("content-type", "application/json")
             .header("x-goog-api-key", key);
@@ -133,14 +151,9 @@ impl ShelfScan {
     }
 
     async fn stored_books(&self, ctx: &impl Ctx<ScanWork>) -> Result<Vec<ScanBook>, StorageError> {
-        let stored = ctx.list(keys::SCAN_RESULT_PREFIX, None, None).await?;
-        let mut books = Vec::new();
-        for (_, value) in stored {
-            if let Ok(mut photo_books) = value.json::<Vec<ScanBook>>() {
-                books.append(&mut photo_books);
-            }
-        }
-        Ok(books)
+        Ok(books_of(
+            ctx.list(keys::SCAN_RESULT_PREFIX, None, None).await?,
+        ))
     }
 }
 
@@ -182,9 +195,8 @@ impl Pipeline for ShelfScan {
                     p.record.books_found = found;
                     p.record.error = None;
                 });
-                self.pending
-                    .borrow_mut()
-                    .json(&keys::scan_result(position), &books);
+                ctx.item_result(position as u64, item_message(&photo.record, Ok(&books)));
+                self.pending.borrow_mut().push((position, books));
                 format!("Scanned photo {} of {total}: {found} books", position + 1)
             }
             Err(failure) if failure.retryable && !attempt.last => {
@@ -198,6 +210,10 @@ impl Pipeline for ShelfScan {
                 ctx.log(
                     "photo.failed",
                     json!({ "photo": position, "error": failure.message }),
+                );
+                ctx.item_result(
+                    position as u64,
+                    item_message(&photo.record, Err(&failure.message)),
                 );
                 update_photo(ctx, position, |p| {
                     p.record.status = PhotoStatus::Failed;
@@ -245,12 +261,41 @@ impl Pipeline for ShelfScan {
         }))
     }
 
-    async fn results(&self, ctx: &impl Ctx<ScanWork>) -> Result<Value, StorageError> {
+    /// The counts over every book, and the books from the position (an index into them) on.
+    /// A scan holds at most 5 photos of 200 books, so they are all read for each page.
+    async fn results(
+        &self,
+        ctx: &impl Ctx<ScanWork>,
+        page: PageRequest,
+    ) -> Result<ResultsPage, StorageError> {
         let scan = results::summarize(
             self.stored_books(ctx).await?,
             ctx.config().scan_confidence_threshold,
         );
-        Ok(serde_json::to_value(scan).unwrap_or(Value::Null))
+        let from = page.after.map_or(0, |at| at.major as usize);
+        let mut budget = PageBudget::new(page.limit, MAX_PAGE_BYTES);
+        let mut books = Vec::new();
+        let mut next = None;
+        for (index, book) in scan.books.iter().enumerate().skip(from) {
+            let text = serde_json::to_value(book).unwrap_or(Value::Null);
+            if !budget.take(text.to_string().len(), books.is_empty()) {
+                next = Some(Position {
+                    major: index as u64,
+                    minor: 0,
+                });
+                break;
+            }
+            books.push(text);
+        }
+        Ok(ResultsPage {
+            document: json!({
+                "totalDetected": scan.total_detected,
+                "approved": scan.approved,
+                "needsReview": scan.needs_review,
+                "books": books,
+            }),
+            next,
+        })
     }
 
     /// The photos are deleted once the scan has ended, whichever way.
@@ -269,7 +314,49 @@ impl Pipeline for ShelfScan {
     }
 
     fn drain_pending(&self, _work: &mut ScanWork, batch: &mut Batch) {
-        batch.append(std::mem::take(&mut *self.pending.borrow_mut()));
+        for (position, books) in std::mem::take(&mut *self.pending.borrow_mut()) {
+            for (part, text) in pack_json(&books, keys::MAX_RESULT_VALUE_BYTES)
+                .into_iter()
+                .enumerate()
+            {
+                batch.text(&keys::scan_result_part(position, part), text);
+            }
+        }
+    }
+
+    async fn item_message(
+        &self,
+        ctx: &impl Ctx<ScanWork>,
+        position: u64,
+    ) -> Result<Option<ServerMessage>, StorageError> {
+        let position = position as usize;
+        let Some(Some(photo)) = ctx.with_work(|w| w.photos.get(position).cloned()) else {
+            return Ok(None);
+        };
+        match (photo.record.status, &photo.record.error) {
+            (PhotoStatus::Failed, Some(error)) => Ok(Some(item_message(&photo.record, Err(error)))),
+            (PhotoStatus::Done, _) => {
+                let parts = ctx.list(&keys::scan_result(position), None, None).await?;
+                let books = books_of(parts);
+                Ok(Some(item_message(&photo.record, Ok(&books))))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+/// The `item_result` of one photo: the books found on it, or why none could be.
+fn item_message(photo: &PhotoRecord, outcome: Result<&[ScanBook], &str>) -> ServerMessage {
+    let (success, books, error) = match outcome {
+        Ok(books) => (true, serde_json::to_value(books).ok(), None),
+        Err(error) => (false, None, Some(error.to_string())),
+    };
+    ServerMessage::ItemResult {
+        index: u64::from(photo.index),
+        success,
+        book: None,
+        books,
+        error,
     }
 }
 

@@ -4,7 +4,8 @@ use super::{chunk, item_label, summary, SyntheticSpec};
 use crate::host::{Batch, StorageError};
 use crate::job::throttle::PersistPolicy;
 use crate::job::Pipeline as Kind;
-use crate::pipeline::{Attempt, Ctx, Pipeline, StepFailure, StepOutcome};
+use crate::pipeline::{Attempt, Ctx, Pipeline, ResultsPage, StepFailure, StepOutcome};
+use crate::results::PageRequest;
 use crate::time::Millis;
 use serde_json::{json, Value};
 
@@ -53,9 +54,13 @@ impl Pipeline for SyntheticJob {
         Ok(summary(&spec(ctx)?, ctx.processing_ms()))
     }
 
-    async fn results(&self, ctx: &impl Ctx<SyntheticSpec>) -> Result<Value, StorageError> {
+    async fn results(
+        &self,
+        ctx: &impl Ctx<SyntheticSpec>,
+        _page: PageRequest,
+    ) -> Result<ResultsPage, StorageError> {
         let items = ctx.with_work(|spec| spec.items).unwrap_or(0);
-        Ok(json!({ "items": items }))
+        Ok(ResultsPage::whole(json!({ "items": items })))
     }
 
     async fn after_end(&self, _ctx: &impl Ctx<SyntheticSpec>) -> Result<(), StorageError> {

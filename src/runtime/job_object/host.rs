@@ -7,24 +7,92 @@ use crate::runtime::{http, provider, store};
 use crate::time::Millis;
 use std::cell::Cell;
 use std::rc::Rc;
+use worker::js_sys::{Function, Reflect};
+use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::{State, WebSocket};
 
 const WS_OPEN: u16 = 1;
 
+/// How long after the last event a reset waits, so the close frames queued by that event are
+/// on the wire first.
+const RESET_DELAY_MS: u64 = 200;
+
+/// Events (requests, alarms, socket events) running in the object now; the shell counts them.
+#[derive(Clone, Default)]
+pub struct Events(Rc<Cell<u32>>);
+
+/// Held for the length of one event.
+pub struct EventGuard(Rc<Cell<u32>>);
+
+impl Events {
+    pub fn enter(&self) -> EventGuard {
+        self.0.set(self.0.get() + 1);
+        EventGuard(self.0.clone())
+    }
+
+    fn idle(&self) -> bool {
+        self.0.get() == 0
+    }
+}
+
+impl Drop for EventGuard {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
+    }
+}
+
 pub struct DoHost {
-    state: State,
+    state: Rc<State>,
+    events: Events,
+    reset_pending: Rc<Cell<bool>>,
+}
+
+/// A second handle on the object's state (a JS reference, so nothing is copied).
+fn state_handle(state: &State) -> State {
+    let raw: &JsValue = state.as_raw().as_ref();
+    State::from(
+        raw.clone()
+            .unchecked_into::<worker::worker_sys::DurableObjectState>(),
+    )
+}
+
+fn open_sockets(state: &State) -> Vec<WebSocket> {
+    state
+        .get_websockets()
+        .into_iter()
+        .filter(|ws| AsRef::<worker::web_sys::WebSocket>::as_ref(ws).ready_state() == WS_OPEN)
+        .collect()
+}
+
+/// The runtime's `ctx.abort()`, which workers-rs does not wrap, run from a JS timer as soon
+/// as the current event yields. It must not be called from wasm: abort ends the running code
+/// with an exception that cannot be caught, and unwinding through wasm-bindgen's frames leaves
+/// the module unusable for every object and request of the isolate. So the timer gets
+/// `ctx.abort` bound to its reason, a plain JS function.
+fn abort(state: &State, reason: &str) {
+    let raw = state.as_raw();
+    let Some(abort) = Reflect::get(raw, &JsValue::from_str("abort"))
+        .ok()
+        .and_then(|f| f.dyn_into::<Function>().ok())
+    else {
+        return;
+    };
+    let bound = abort.bind1(raw, &JsValue::from_str(reason));
+    let global = worker::js_sys::global();
+    if let Some(set_timeout) = Reflect::get(&global, &JsValue::from_str("setTimeout"))
+        .ok()
+        .and_then(|f| f.dyn_into::<Function>().ok())
+    {
+        let _ = set_timeout.call2(&global, &bound, &JsValue::from_f64(0.0));
+    }
 }
 
 impl DoHost {
-    /// A second handle on the object's state (a JS reference, so nothing is copied).
-    pub fn new(state: &State) -> Self {
-        use worker::wasm_bindgen::{JsCast, JsValue};
-        let raw: &JsValue = state.as_raw().as_ref();
+    pub fn new(state: &State, events: Events) -> Self {
         Self {
-            state: State::from(
-                raw.clone()
-                    .unchecked_into::<worker::worker_sys::DurableObjectState>(),
-            ),
+            state: Rc::new(state_handle(state)),
+            events,
+            reset_pending: Rc::new(Cell::new(false)),
         }
     }
 }
@@ -118,11 +186,7 @@ impl Host for DoHost {
     }
 
     fn sockets(&self) -> Vec<WebSocket> {
-        self.state
-            .get_websockets()
-            .into_iter()
-            .filter(|ws| AsRef::<worker::web_sys::WebSocket>::as_ref(ws).ready_state() == WS_OPEN)
-            .collect()
+        open_sockets(&self.state)
     }
 
     fn send(&self, socket: &WebSocket, text: &str) {
@@ -142,15 +206,50 @@ impl Host for DoHost {
             .unwrap_or_default()
     }
 
-    /// The runtime's `ctx.abort()`, which workers-rs does not wrap.
-    fn abort(&self, reason: &str) {
-        use worker::js_sys::{Function, Reflect};
-        use worker::wasm_bindgen::{JsCast, JsValue};
+    fn set_tag(&self, socket: &WebSocket, tag: &SocketTag) {
+        let _ = socket.serialize_attachment(tag);
+    }
+
+    /// `ctx.getWebSocketAutoResponseTimestamp(ws)`, which workers-rs does not wrap: a `Date`,
+    /// or null when the runtime never answered this socket's ping.
+    fn auto_response_at(&self, socket: &WebSocket) -> Option<Millis> {
         let raw = self.state.as_raw();
-        if let Ok(abort) = Reflect::get(raw, &JsValue::from_str("abort")) {
-            if let Some(abort) = abort.dyn_ref::<Function>() {
-                let _ = abort.call1(raw, &JsValue::from_str(reason));
-            }
+        let method =
+            Reflect::get(raw, &JsValue::from_str("getWebSocketAutoResponseTimestamp")).ok()?;
+        let method = method.dyn_ref::<Function>()?;
+        let ws: &JsValue = socket.as_ref().as_ref();
+        let stamp = method.call1(raw, ws).ok()?;
+        let date = stamp.dyn_ref::<worker::js_sys::Date>()?;
+        let ms = date.get_time();
+        (ms.is_finite() && ms > 0.0).then_some(ms as Millis)
+    }
+
+    /// Once every event has finished and no socket is open, after a short delay so queued
+    /// close frames are out, the object aborts itself; the runtime then drops the connections
+    /// it kept for closed sockets, and the next event builds the object anew from storage.
+    fn reset_when_idle(&self) {
+        if self.reset_pending.replace(true) {
+            return;
         }
+        let (state, events, pending) = (
+            self.state.clone(),
+            self.events.clone(),
+            self.reset_pending.clone(),
+        );
+        self.state.wait_until(async move {
+            worker::Delay::from(std::time::Duration::from_millis(RESET_DELAY_MS)).await;
+            pending.set(false);
+            if events.idle() && open_sockets(&state).is_empty() {
+                http::log(
+                    "object.reset",
+                    serde_json::json!({ "reason": "closed sockets" }),
+                );
+                abort(&state, "released the connections of closed sockets");
+            }
+        });
+    }
+
+    fn abort(&self, reason: &str) {
+        abort(&self.state, reason);
     }
 }

@@ -10,8 +10,9 @@ use crate::engine::{ClientFrame, Engine, Reply};
 use crate::error::ApiError;
 use crate::ids::parse_job_id;
 use crate::protocol::{self, UpgradeQuery};
+use crate::results::PageQuery;
 use crate::runtime::http;
-use host::DoHost;
+use host::{DoHost, Events};
 use serde_json::json;
 use std::rc::Rc;
 use worker::{
@@ -23,11 +24,15 @@ use worker::{
 pub struct JobObject {
     state: State,
     engine: Rc<Engine<DoHost>>,
+    /// Events running now; the host resets the object only when there are none.
+    events: Events,
 }
 
 impl DurableObject for JobObject {
     fn new(state: State, env: Env) -> Self {
-        let engine = Rc::new(Engine::new(DoHost::new(&state), http::config(&env)));
+        let events = Events::default();
+        let host = DoHost::new(&state, events.clone());
+        let engine = Rc::new(Engine::new(host, http::config(&env)));
         let loading = engine.clone();
         // Events wait until the job is in memory, so no handler ever sees a half-loaded job.
         let _loading = state.block_concurrency_while(async move {
@@ -43,10 +48,15 @@ impl DurableObject for JobObject {
         }
         // Counted by the hibernation benchmark: a wake from hibernation constructs anew.
         http::log("object.constructed", json!({ "object": state.id().name() }));
-        Self { state, engine }
+        Self {
+            state,
+            engine,
+            events,
+        }
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
+        let _event = self.events.enter();
         let path = req.path();
         let reply = match (req.method(), path.as_str()) {
             (Method::Post, "/internal/create") => match req.bytes().await {
@@ -65,9 +75,14 @@ impl DurableObject for JobObject {
             }
             (Method::Get, p) if p.starts_with("/internal/results/") => {
                 let segment = &p["/internal/results/".len()..];
-                self.engine
-                    .results(http::bearer(&req).as_deref(), segment)
-                    .await
+                match http::query_pairs(&req).and_then(|pairs| PageQuery::from_pairs(&pairs)) {
+                    Ok(query) => {
+                        self.engine
+                            .results(http::bearer(&req).as_deref(), segment, &query)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                }
             }
             (Method::Get, "/ws/progress") => return Ok(http::result(self.upgrade(&req))),
             _ => Err(ApiError::not_found("no such job operation")),
@@ -76,6 +91,7 @@ impl DurableObject for JobObject {
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
+        let _event = self.events.enter();
         self.engine
             .alarm()
             .await
@@ -88,6 +104,7 @@ impl DurableObject for JobObject {
         ws: WebSocket,
         message: WebSocketIncomingMessage,
     ) -> worker::Result<()> {
+        let _event = self.events.enter();
         let frame = match &message {
             WebSocketIncomingMessage::String(text) => ClientFrame::Text(text),
             WebSocketIncomingMessage::Binary(bytes) => ClientFrame::Binary(bytes.len()),
@@ -103,6 +120,7 @@ impl DurableObject for JobObject {
         _reason: String,
         _was_clean: bool,
     ) -> worker::Result<()> {
+        let _event = self.events.enter();
         self.engine
             .on_close(&ws, u16::try_from(code).unwrap_or(1000));
         Ok(())
@@ -132,12 +150,22 @@ impl JobObject {
             ));
         }
         let query = UpgradeQuery::from_pairs(&http::query_pairs(req)?)?;
-        let admission = self.engine.admit(query.token.as_deref(), query.reconnect)?;
+        let admission = self.engine.admit(&query)?;
         let pair = WebSocketPair::new().map_err(|e| http::internal("creating a socket pair", e))?;
-        self.state.accept_web_socket(&pair.server);
-        let _ = pair.server.serialize_attachment(&admission.tag);
-        if let Some(code) = admission.refusal {
-            let _ = pair.server.close(Some(code.code()), Some(code.reason()));
+        match admission.refusal {
+            // Accepted without hibernation: the runtime keeps a closed hibernatable socket's
+            // connection open until the object is evicted when its client never spoke, and a
+            // refused client has had no chance to.
+            Some(code) => {
+                pair.server
+                    .accept()
+                    .map_err(|e| http::internal("accepting a refused socket", e))?;
+                let _ = pair.server.close(Some(code.code()), Some(code.reason()));
+            }
+            None => {
+                self.state.accept_web_socket(&pair.server);
+                let _ = pair.server.serialize_attachment(&admission.tag);
+            }
         }
         Response::from_websocket(pair.client).map_err(|e| http::internal("answering an upgrade", e))
     }

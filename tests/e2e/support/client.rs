@@ -377,6 +377,33 @@ impl Socket {
         }
     }
 
+    /// Reads past the close frame until the server ends the connection, as clients that report
+    /// a close only then (browsers, Node's and Python's WebSocket) do. Returns the close, how
+    /// long after the call its frame arrived, and how long after the call the connection ended.
+    pub async fn until_disconnected(&mut self, limit: Duration) -> (Closed, Duration, Duration) {
+        let started = std::time::Instant::now();
+        let deadline = tokio::time::Instant::now() + limit;
+        let closed = tokio::time::timeout_at(deadline, self.until_closed())
+            .await
+            .unwrap_or_else(|_| panic!("no close frame within {limit:?}; got {:?}", self.kinds()));
+        let frame_at = started.elapsed();
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.next()).await {
+                Ok(None) | Ok(Some(Err(_))) => return (closed, frame_at, started.elapsed()),
+                Ok(Some(Ok(_))) => continue,
+                Err(_) => panic!(
+                    "the close frame came after {frame_at:?}, but the connection was still open after {limit:?}"
+                ),
+            }
+        }
+    }
+
+    /// Drops the connection without a close frame, as a phone that loses its network does;
+    /// returns what the socket had received.
+    pub fn vanish(self) -> Vec<Value> {
+        self.received
+    }
+
     pub fn kinds(&self) -> Vec<String> {
         self.received
             .iter()

@@ -122,6 +122,11 @@ fn gemini(req: &FakeRequest, counts: &Counts) -> FakeResponse {
         // Hangs well past any test's provider timeout the first time, then answers at once.
         "hangonce" if n == 1 => ok("fenced").after(Duration::from_secs(3)),
         "hangonce" => ok("fenced"),
+        // A bad request whose body echoes the API key, as some proxies and error pages do.
+        "echokey" => FakeResponse::json(
+            400,
+            json!({"error": {"code": 400, "message": format!("API key {GEMINI_KEY} not valid. Please pass a valid API key."), "status": "INVALID_ARGUMENT"}}).to_string(),
+        ),
         // Holds the call for 40 s, past the token expiry and results TTL of the timing tests.
         "hang40" => ok("fenced").after(Duration::from_secs(40)),
         _ => FakeResponse::json(400, json!({"error": {"code": 400, "message": format!("no scenario {scenario:?}")}}).to_string()),

@@ -51,6 +51,12 @@ fn tools() -> &'static Tools {
     })
 }
 
+/// The Node that `scripts/setup` chose (new enough for wrangler), for tests that run Node
+/// scripts such as the browser test.
+pub fn node_bin() -> &'static str {
+    &tools().node
+}
+
 /// Process groups started by this test process; killed at exit whatever happened.
 static LIVE_GROUPS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
 
