@@ -8,9 +8,28 @@ pub const DEFAULT_OPENLIBRARY_API_BASE: &str = "https://openlibrary.org";
 pub const DEFAULT_GEMINI_API_BASE: &str = "https://generativelanguage.googleapis.com/v1beta";
 pub const DEFAULT_GEMINI_MODEL: &str = "gemini-2.5-flash";
 
-/// Signs tokens when the `TOKEN_SIGNING_KEY` secret is absent. It only filters forged
-/// tokens before they reach an object; authentication itself rests on the stored hash.
-const DEVELOPMENT_SIGNING_KEY: &str = "bookstrack-jobs-development-signing-key";
+/// Signs tokens and ids in development mode when the `TOKEN_SIGNING_KEY` secret is absent.
+/// It is in the public repository, so anyone can sign with it: production mode never uses it
+/// (without the secret it answers 503 instead).
+pub const DEVELOPMENT_SIGNING_KEY: &str = "bookstrack-jobs-development-signing-key";
+
+/// `ENVIRONMENT`: what the deployment is for (contract 9.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    /// The default: the `TOKEN_SIGNING_KEY` secret is required.
+    Production,
+    /// `npm run dev` and the tests: without the secret, the development key signs.
+    Development,
+}
+
+impl Environment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Production => "production",
+            Environment::Development => "development",
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -28,7 +47,10 @@ pub struct Config {
     pub gemini_api_key: Option<String>,
     pub google_books_api_key: Option<String>,
     pub token_signing_key: String,
+    /// True when `TOKEN_SIGNING_KEY` is not set and `token_signing_key` is the public
+    /// development key.
     pub signing_key_is_default: bool,
+    pub environment: Environment,
     /// Exposes `POST /api/test/jobs` (synthetic jobs) for the test suite and benchmarks.
     pub enable_test_routes: bool,
     /// Serves the job console page at `/` (`CONSOLE_ENABLED`, default off; `npm run dev` turns
@@ -45,8 +67,6 @@ pub struct Config {
     pub gemini_thinking_budget: u32,
     /// A socket silent this long may be closed (4000) to make room for a new one (9.4).
     pub socket_idle_ms: Millis,
-    /// `ENVIRONMENT=development` (what `npm run dev` and the tests run); production otherwise.
-    pub development: bool,
     /// Development only (`FAULT_FAIL_WRITES`): the first this-many checkpoint writes of every
     /// running job fail, counted with the job's stored write failures, to exercise recovery.
     pub fault_fail_writes: u32,
@@ -88,10 +108,22 @@ impl Config {
         let socket_idle = number("SOCKET_IDLE_SECS", 120, 1, 86_400);
         let max_output_tokens = number("GEMINI_MAX_OUTPUT_TOKENS", 16_384, 256, 65_536) as u32;
         let thinking_budget = number("GEMINI_THINKING_BUDGET", 0, 0, 24_576) as u32;
-        let development =
-            text("ENVIRONMENT").is_some_and(|e| e.eq_ignore_ascii_case("development"));
         let fault_fail_writes = number("FAULT_FAIL_WRITES", 0, 0, 1_000) as u32;
-        let fault_fail_writes = if development {
+        let environment = match text("ENVIRONMENT")
+            .map(|e| e.to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("production") => Environment::Production,
+            Some("development") => Environment::Development,
+            Some(other) => {
+                // An unknown name must not relax anything: production it is.
+                warnings.push(format!(
+                    "ENVIRONMENT={other:?} is not production or development; using production"
+                ));
+                Environment::Production
+            }
+        };
+        let fault_fail_writes = if environment == Environment::Development {
             fault_fail_writes
         } else {
             if fault_fail_writes > 0 {
@@ -151,6 +183,7 @@ impl Config {
             google_books_api_key: text("GOOGLE_BOOKS_API_KEY"),
             signing_key_is_default: signing.is_none(),
             token_signing_key: signing.unwrap_or_else(|| DEVELOPMENT_SIGNING_KEY.to_string()),
+            environment,
             enable_test_routes: flag(text("ENABLE_TEST_ROUTES")),
             console_enabled: flag(text("CONSOLE_ENABLED")),
             task_retry_base_ms: retry_base,
@@ -159,11 +192,18 @@ impl Config {
             socket_idle_ms: socket_idle * SECOND_MS,
             gemini_max_output_tokens: max_output_tokens,
             gemini_thinking_budget: thinking_budget.min(max_output_tokens),
-            development,
             fault_fail_writes,
             log_level,
             warnings,
         }
+    }
+
+    /// Why `/health` and every job route answer 503 `SERVICE_UNAVAILABLE`, if they do: in
+    /// production mode without the `TOKEN_SIGNING_KEY` secret, where the only key at hand is
+    /// the public development one, with which anyone could sign ids and tokens.
+    pub fn unavailable_reason(&self) -> Option<&'static str> {
+        (self.environment == Environment::Production && self.signing_key_is_default)
+            .then_some("TOKEN_SIGNING_KEY is not set")
     }
 
     /// The `Access-Control-Allow-Origin` value for a request from `origin`, if any.
@@ -219,6 +259,7 @@ mod tests {
         assert!(!c.enable_test_routes);
         assert!(!c.console_enabled);
         assert!(c.signing_key_is_default);
+        assert_eq!(c.environment, Environment::Production);
         assert_eq!(c.log_level, Level::Info);
         assert!(c.warnings.is_empty());
     }
@@ -287,6 +328,96 @@ mod tests {
         ];
         for (origin, want) in table {
             assert_eq!(listed.cors_origin(origin).as_deref(), want, "{origin:?}");
+        }
+    }
+
+    #[test]
+    fn production_mode_needs_the_signing_key() {
+        // (ENVIRONMENT, TOKEN_SIGNING_KEY, mode, unavailable, key used, warnings)
+        type Row = (
+            Option<&'static str>,
+            Option<&'static str>,
+            Environment,
+            bool,
+            &'static str,
+            usize,
+        );
+        let dev = DEVELOPMENT_SIGNING_KEY;
+        let table: &[Row] = &[
+            (None, None, Environment::Production, true, dev, 0),
+            (
+                None,
+                Some("s3cret"),
+                Environment::Production,
+                false,
+                "s3cret",
+                0,
+            ),
+            (
+                Some("production"),
+                None,
+                Environment::Production,
+                true,
+                dev,
+                0,
+            ),
+            (
+                Some(" Production "),
+                Some("s3cret"),
+                Environment::Production,
+                false,
+                "s3cret",
+                0,
+            ),
+            (
+                Some("development"),
+                None,
+                Environment::Development,
+                false,
+                dev,
+                0,
+            ),
+            (
+                Some("DEVELOPMENT"),
+                Some("s3cret"),
+                Environment::Development,
+                false,
+                "s3cret",
+                0,
+            ),
+            (Some(""), None, Environment::Production, true, dev, 0),
+            (Some("dev"), None, Environment::Production, true, dev, 1),
+            (
+                Some("staging"),
+                Some("s3cret"),
+                Environment::Production,
+                false,
+                "s3cret",
+                1,
+            ),
+            (
+                Some("development"),
+                Some("  "),
+                Environment::Development,
+                false,
+                dev,
+                0,
+            ),
+        ];
+        for (env, key, mode, unavailable, used, warnings) in table {
+            let mut pairs = Vec::new();
+            if let Some(env) = env {
+                pairs.push(("ENVIRONMENT", *env));
+            }
+            if let Some(key) = key {
+                pairs.push(("TOKEN_SIGNING_KEY", *key));
+            }
+            let c = config(&pairs);
+            let what = format!("ENVIRONMENT={env:?} TOKEN_SIGNING_KEY={key:?}");
+            assert_eq!(c.environment, *mode, "{what}");
+            assert_eq!(c.unavailable_reason().is_some(), *unavailable, "{what}");
+            assert_eq!(c.token_signing_key, *used, "{what}");
+            assert_eq!(c.warnings.len(), *warnings, "{what}: {:?}", c.warnings);
         }
     }
 }

@@ -21,6 +21,7 @@ pub enum ErrorCode {
     RateLimitExceeded,
     InternalError,
     ProviderError,
+    ServiceUnavailable,
 }
 
 impl ErrorCode {
@@ -37,6 +38,7 @@ impl ErrorCode {
             Self::RateLimitExceeded => 429,
             Self::InternalError => 500,
             Self::ProviderError => 502,
+            Self::ServiceUnavailable => 503,
         }
     }
 
@@ -53,6 +55,7 @@ impl ErrorCode {
             Self::RateLimitExceeded => "RATE_LIMIT_EXCEEDED",
             Self::InternalError => "INTERNAL_ERROR",
             Self::ProviderError => "PROVIDER_ERROR",
+            Self::ServiceUnavailable => "SERVICE_UNAVAILABLE",
         }
     }
 }
@@ -171,6 +174,7 @@ mod tests {
             (ErrorCode::RateLimitExceeded, 429, "RATE_LIMIT_EXCEEDED"),
             (ErrorCode::InternalError, 500, "INTERNAL_ERROR"),
             (ErrorCode::ProviderError, 502, "PROVIDER_ERROR"),
+            (ErrorCode::ServiceUnavailable, 503, "SERVICE_UNAVAILABLE"),
         ];
         for (code, status, name) in table {
             assert_eq!(code.status(), status);

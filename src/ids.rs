@@ -112,6 +112,55 @@ pub fn issued_at(key: &[u8], job_id: &str) -> Option<Millis> {
         .then(|| Millis::from(u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])) * 1_000)
 }
 
+/// How far the clocks of two machines of the deployment are assumed to differ at most. An id
+/// issued on one machine can look up to this much younger, or older, on another.
+pub const CLOCK_SKEW_MS: Millis = 60_000;
+
+/// What the Worker can tell about a job id on its own, by its issue time and MAC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provenance {
+    /// Not issued with this key (a client's own id, or a guess): only its object knows
+    /// whether the job exists.
+    Foreign,
+    /// Issued here so recently that its job must still exist: it cannot have been cleaned
+    /// up before `RESULTS_TTL_SECS` has passed, less [`CLOCK_SKEW_MS`].
+    Recent,
+    /// Issued here longer ago: its job may have been cleaned up.
+    Old,
+    /// Carries this key's MAC but an issue time more than [`CLOCK_SKEW_MS`] ahead of the
+    /// clock. This server never issued it, and the creation routes refuse it as a proposed
+    /// id, so no such job exists: whoever made it holds the signing key.
+    Future,
+}
+
+/// Classifies `job_id` at `now`, for a deployment whose ended jobs live `results_ttl_ms`.
+pub fn provenance(key: &[u8], job_id: &str, now: Millis, results_ttl_ms: Millis) -> Provenance {
+    let Some(issued) = issued_at(key, job_id) else {
+        return Provenance::Foreign;
+    };
+    if issued > now + CLOCK_SKEW_MS {
+        return Provenance::Future;
+    }
+    let certain_until = (issued + results_ttl_ms).saturating_sub(CLOCK_SKEW_MS);
+    if now < certain_until {
+        Provenance::Recent
+    } else {
+        Provenance::Old
+    }
+}
+
+/// A job id a client proposed at creation, refused (400) when it claims to have been issued
+/// here in the future: accepting it would make a job that the Worker answers 404 for.
+pub fn check_proposed(key: &[u8], job_id: &str, now: Millis) -> Result<(), ApiError> {
+    match provenance(key, job_id, now, 0) {
+        Provenance::Future => Err(ApiError::invalid(
+            "jobId carries an issue time in the future; propose another UUID",
+        )
+        .with_details(serde_json::json!({ "field": "jobId" }))),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,5 +269,64 @@ mod tests {
             None
         );
         assert_eq!(issued_at(b"k", "not a uuid"), None);
+    }
+
+    #[test]
+    fn provenance_by_issue_time() {
+        const TTL: Millis = 86_400_000;
+        let now: Millis = 1_795_306_530_042;
+        // (key that issued the id, issued at, provenance at `now`)
+        let table: &[(&[u8], Millis, Provenance)] = &[
+            (b"k", now, Provenance::Recent),
+            (b"k", now - 3_600_000, Provenance::Recent),
+            (b"k", now - TTL + CLOCK_SKEW_MS + 1_000, Provenance::Recent),
+            // Its job may be gone from a minute before its earliest cleanup.
+            (b"k", now - TTL + CLOCK_SKEW_MS, Provenance::Old),
+            (b"k", now - 30 * TTL, Provenance::Old),
+            // Another machine's clock may be a little ahead.
+            (b"k", now + 1_000, Provenance::Recent),
+            (b"k", now + CLOCK_SKEW_MS, Provenance::Recent),
+            (b"k", now + CLOCK_SKEW_MS + 1_000, Provenance::Future),
+            (b"k", now + 3_600_000, Provenance::Future),
+            (b"k", 4_294_967_295_000, Provenance::Future),
+            // Another key's ids are foreign whatever their time.
+            (b"other", now + 3_600_000, Provenance::Foreign),
+            (b"other", now, Provenance::Foreign),
+        ];
+        for (issuer, issued, want) in table {
+            let id = issue_job_id(issuer, *issued, [3; 8]);
+            assert_eq!(
+                provenance(b"k", &id, now, TTL),
+                *want,
+                "issued by {issuer:?} at now{:+} ms",
+                *issued as i64 - now as i64
+            );
+        }
+        assert_eq!(
+            provenance(b"k", "0b7c8f0e-4d3b-4e44-9a4e-1f2a3b4c5d6e", now, TTL),
+            Provenance::Foreign
+        );
+    }
+
+    #[test]
+    fn proposed_ids_from_the_future_are_refused() {
+        let now: Millis = 1_795_306_530_042;
+        let table: &[(&[u8], Millis, bool)] = &[
+            (b"k", now, true),
+            (b"k", now - 86_400_000, true),
+            (b"k", now + CLOCK_SKEW_MS, true),
+            (b"k", now + CLOCK_SKEW_MS + 1_000, false),
+            (b"k", now + 86_400_000, false),
+            (b"other", now + 86_400_000, true),
+        ];
+        for (issuer, issued, ok) in table {
+            let id = issue_job_id(issuer, *issued, [5; 8]);
+            let got = check_proposed(b"k", &id, now);
+            assert_eq!(got.is_ok(), *ok, "{issuer:?} at {issued}");
+            if let Err(e) = got {
+                assert_eq!(e.code, crate::error::ErrorCode::InvalidRequest);
+                assert_eq!(e.details.unwrap()["field"], "jobId");
+            }
+        }
     }
 }

@@ -1,5 +1,9 @@
 //! The creation routes: each upload is validated before any job exists, then sent to the new
 //! job's object with its inputs, which the object stores in slices.
+//!
+//! Every route makes the checks that need no body first (media type, declared length), then
+//! counts the request against the client's rate limit, and only then reads the body: a client
+//! over its limit is refused before it uploads anything.
 
 use super::edge::Ctx;
 use super::http;
@@ -18,6 +22,7 @@ use crate::pipelines::csv::{
     format_hint, read_header_with, CsvWork, HeaderError, ImportTotals, MAX_HEADER_COLUMNS,
 };
 use crate::pipelines::enrich::{self, EnrichWork};
+use crate::pipelines::scan::image::kind_from_media_type;
 use crate::pipelines::scan::request::{self as scan_request, ScanImage};
 use crate::pipelines::scan::{ScanPhoto, ScanWork};
 use crate::pipelines::synthetic;
@@ -68,6 +73,7 @@ pub async fn synthetic_job(ctx: &Ctx<'_>, req: &mut Request) -> Result<Response,
     let idempotent = Idempotent::of(req)?;
     let body = http::read_body_limited(req, SMALL_JSON_BODY_BYTES).await?;
     let (spec, proposed) = synthetic::parse_spec(&body)?;
+    let proposed = ctx.proposed_job_id(proposed)?;
     let canonical = serde_json::to_vec(&spec).unwrap_or_default();
     let (job_id, idempotency) = idempotent.job(ctx, "synthetic", proposed, &[&canonical]);
     let create = CreateJob {
@@ -85,20 +91,35 @@ pub async fn synthetic_job(ctx: &Ctx<'_>, req: &mut Request) -> Result<Response,
 pub async fn single_scan(ctx: &Ctx<'_>, req: &mut Request) -> Result<Response, ApiError> {
     let idempotent = Idempotent::of(req)?;
     let content_type = http::header(req, "content-type");
+    http::check_declared_length(req, scan_request::MAX_SINGLE_BODY_BYTES)?;
+    single_scan_media(content_type.as_deref())?;
+    ctx.limit(Bucket::Scan).await?;
     let body = http::read_body_limited(req, scan_request::MAX_SINGLE_BODY_BYTES).await?;
     let image = scan_request::parse_single(content_type.as_deref(), body)?;
-    ctx.limit(Bucket::Scan).await?;
     let ids = idempotent.job(ctx, "scan", None, &[&image.bytes]);
     create_scan(ctx, ids, vec![image]).await
+}
+
+/// Refuses, before the body is read, a single scan whose `Content-Type` can only end in 415:
+/// the very answer `parse_single` gives, asked with no body.
+fn single_scan_media(content_type: Option<&str>) -> Result<(), ApiError> {
+    let ct = content_type.unwrap_or_default();
+    let essence = ct.split(';').next().unwrap_or_default().trim();
+    if essence.eq_ignore_ascii_case("multipart/form-data") || kind_from_media_type(ct).is_some() {
+        return Ok(());
+    }
+    scan_request::parse_single(content_type, Vec::new()).map(|_| ())
 }
 
 /// `POST /api/scan-bookshelf/batch`: 1 to 5 base64 images in JSON.
 pub async fn batch_scan(ctx: &Ctx<'_>, req: &mut Request) -> Result<Response, ApiError> {
     require_json(req)?;
     let idempotent = Idempotent::of(req)?;
+    http::check_declared_length(req, scan_request::MAX_BATCH_BODY_BYTES)?;
+    ctx.limit(Bucket::Scan).await?;
     let body = http::read_body_limited(req, scan_request::MAX_BATCH_BODY_BYTES).await?;
     let batch = scan_request::parse_batch(&body)?;
-    ctx.limit(Bucket::Scan).await?;
+    let proposed = ctx.proposed_job_id(batch.job_id.clone())?;
     let indexes: Vec<u8> = batch
         .images
         .iter()
@@ -107,7 +128,7 @@ pub async fn batch_scan(ctx: &Ctx<'_>, req: &mut Request) -> Result<Response, Ap
     let mut parts: Vec<&[u8]> = vec![&indexes];
     parts.extend(batch.images.iter().map(|image| image.bytes.as_slice()));
     // Scan routes share their key space: a single scan and a batch are one kind of job.
-    let ids = idempotent.job(ctx, "scan", batch.job_id.clone(), &parts);
+    let ids = idempotent.job(ctx, "scan", proposed, &parts);
     create_scan(ctx, ids, batch.images).await
 }
 
@@ -115,13 +136,14 @@ pub async fn batch_scan(ctx: &Ctx<'_>, req: &mut Request) -> Result<Response, Ap
 pub async fn enrichment(ctx: &Ctx<'_>, req: &mut Request) -> Result<Response, ApiError> {
     require_json(req)?;
     let idempotent = Idempotent::of(req)?;
+    http::check_declared_length(req, ENRICHMENT_BODY_BYTES)?;
+    ctx.limit(Bucket::Enrichment).await?;
     let body = http::read_body_limited(req, ENRICHMENT_BODY_BYTES).await?;
     let request = enrich::parse_request(&body)?;
-    ctx.limit(Bucket::Enrichment).await?;
+    let proposed = ctx.proposed_job_id(request.job_id.clone())?;
     let books =
         serde_json::to_vec(&request.books).map_err(|e| http::internal("encoding books", e))?;
-    let (job_id, idempotency) =
-        idempotent.job(ctx, "enrichment", request.job_id.clone(), &[&books]);
+    let (job_id, idempotency) = idempotent.job(ctx, "enrichment", proposed, &[&books]);
     let create = CreateJob {
         job_id,
         pipeline: Pipeline::BatchEnrichment,
@@ -140,13 +162,15 @@ pub async fn enrichment(ctx: &Ctx<'_>, req: &mut Request) -> Result<Response, Ap
 pub async fn csv_import(ctx: &Ctx<'_>, req: &mut Request) -> Result<Response, ApiError> {
     let idempotent = Idempotent::of(req)?;
     let query_format = csv_query_format(req)?;
-    let (file, field_format) = read_csv_upload(req).await?;
+    let upload = csv_upload(req)?;
+    http::check_declared_length(req, upload.body_limit())?;
+    ctx.limit(Bucket::Csv).await?;
+    let (file, field_format) = read_csv_upload(req, upload).await?;
     let hint = format_hint(query_format.as_deref(), field_format.as_deref())
         .map_err(|message| ApiError::invalid(message).with_details(json!({ "field": "format" })))?;
     let prefix = &file[..file.len().min(CSV_HEADER_WINDOW_BYTES)];
     let (header, cursor) =
         read_header_with(prefix, prefix.len() == file.len(), hint).map_err(csv_header_error)?;
-    ctx.limit(Bucket::Csv).await?;
     let hint_part = format!("{hint:?}");
     let (job_id, idempotency) = idempotent.job(ctx, "csv", None, &[hint_part.as_bytes(), &file]);
     let create = CreateJob {
@@ -181,25 +205,52 @@ fn csv_query_format(req: &Request) -> Result<Option<String>, ApiError> {
     Ok(single_query_param(&pairs, "format")?.map(str::to_owned))
 }
 
-/// Reads a CSV upload: a raw body of a CSV media type, or the `file` field of a multipart
-/// form, with the form's `format` field if any. Over 10 MiB is 413, other media types are 415.
-async fn read_csv_upload(req: &mut Request) -> Result<(Vec<u8>, Option<Vec<u8>>), ApiError> {
+/// How a CSV upload comes: the raw file, or the `file` field of a multipart form.
+#[derive(Clone, Copy)]
+enum CsvUpload {
+    Raw,
+    Multipart,
+}
+
+impl CsvUpload {
+    fn body_limit(self) -> usize {
+        match self {
+            CsvUpload::Raw => CSV_BODY_BYTES,
+            CsvUpload::Multipart => CSV_BODY_BYTES + MULTIPART_OVERHEAD_BYTES,
+        }
+    }
+}
+
+/// The kind of a CSV upload by its media type; other media types are 415.
+fn csv_upload(req: &Request) -> Result<CsvUpload, ApiError> {
     let media = http::media_type(req).unwrap_or_default();
     if CSV_MEDIA_TYPES.contains(&media.as_str()) {
-        return Ok((http::read_body_limited(req, CSV_BODY_BYTES).await?, None));
+        return Ok(CsvUpload::Raw);
     }
-    if media != "multipart/form-data" {
-        let shown = if media.is_empty() {
-            "missing"
-        } else {
-            media.as_str()
-        };
-        return Err(ApiError::unsupported_media(format!(
-            "Content-Type {shown} is not accepted; send text/csv, or multipart/form-data with a `file` field"
-        )));
+    if media == "multipart/form-data" {
+        return Ok(CsvUpload::Multipart);
+    }
+    let shown = if media.is_empty() {
+        "missing"
+    } else {
+        media.as_str()
+    };
+    Err(ApiError::unsupported_media(format!(
+        "Content-Type {shown} is not accepted; send text/csv, or multipart/form-data with a `file` field"
+    )))
+}
+
+/// Reads a CSV upload: the raw body, or the `file` field of a multipart form with the form's
+/// `format` field if any. Over 10 MiB is 413.
+async fn read_csv_upload(
+    req: &mut Request,
+    upload: CsvUpload,
+) -> Result<(Vec<u8>, Option<Vec<u8>>), ApiError> {
+    let body = http::read_body_limited(req, upload.body_limit()).await?;
+    if let CsvUpload::Raw = upload {
+        return Ok((body, None));
     }
     let content_type = http::header(req, "content-type").unwrap_or_default();
-    let body = http::read_body_limited(req, CSV_BODY_BYTES + MULTIPART_OVERHEAD_BYTES).await?;
     let boundary = multipart::boundary(&content_type)
         .ok_or_else(|| ApiError::invalid("multipart/form-data needs a boundary parameter"))?;
     let parts = multipart::parse(&body, &boundary).map_err(|e| e.to_api_error())?;

@@ -39,6 +39,9 @@ pub async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
     });
     let response = match resolved {
         Ok(Resolved::Preflight) => return Ok(http::preflight(&config, origin.as_deref())),
+        Ok(Resolved::Route(_)) if config.unavailable_reason().is_some() => {
+            http::error(&unavailable(&config))
+        }
         Ok(Resolved::Route(route)) => {
             let ctx = Ctx {
                 env: &env,
@@ -52,6 +55,16 @@ pub async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
     Ok(http::with_cors(response, &config, origin.as_deref()))
 }
 
+/// The answer of `/health` and every job route while the deployment cannot run safely
+/// (contract 9.6): production mode without the `TOKEN_SIGNING_KEY` secret.
+fn unavailable(config: &Config) -> ApiError {
+    let reason = config.unavailable_reason().unwrap_or("misconfigured");
+    ApiError::new(
+        ErrorCode::ServiceUnavailable,
+        format!("the service is not configured: {reason}"),
+    )
+}
+
 /// Logs configuration problems once per isolate: values that fell back to their defaults,
 /// and a missing signing key.
 fn warn_about_config_once(config: &Config) {
@@ -63,9 +76,13 @@ fn warn_about_config_once(config: &Config) {
         http::log("config.invalid", json!({ "warning": warning }));
     }
     if config.signing_key_is_default {
+        let warning = match config.unavailable_reason() {
+            Some(_) => "TOKEN_SIGNING_KEY is not set: /health and every job route answer 503 until it is (wrangler secret put TOKEN_SIGNING_KEY)",
+            None => "TOKEN_SIGNING_KEY is not set: signing with the public development key",
+        };
         http::log(
             "config.default_signing_key",
-            json!({ "warning": "TOKEN_SIGNING_KEY is not set; set it with wrangler secret put" }),
+            json!({ "warning": warning, "environment": config.environment.as_str() }),
         );
     }
 }
@@ -97,6 +114,7 @@ async fn dispatch(ctx: &Ctx<'_>, route: Route, mut req: Request) -> Result<Respo
         Route::JobState { job_id } => {
             let job_id = require_job_id(&job_id)?;
             ctx.edge_auth(&job_id, http::bearer(&req).as_deref())?;
+            ctx.limit(Bucket::Read).await?;
             forward(env, &job_id, Method::Get, "/internal/state", &req, None).await
         }
         Route::TokenRefresh => {
@@ -106,6 +124,10 @@ async fn dispatch(ctx: &Ctx<'_>, route: Route, mut req: Request) -> Result<Respo
                 job_id: Option<String>,
                 old_token: Option<String>,
             }
+            // Counted before the body is read: every refresh that passes the declared-length
+            // check uses the client's quota, whatever the body turns out to hold.
+            http::check_declared_length(&req, SMALL_JSON_BODY_BYTES)?;
+            ctx.limit(Bucket::Refresh).await?;
             let raw = http::read_body_limited(&mut req, SMALL_JSON_BODY_BYTES).await?;
             let body: Body = json_body::parse(&raw)?;
             let job_id = require_job_id(body.job_id.as_deref().unwrap_or(""))?;
@@ -115,7 +137,6 @@ async fn dispatch(ctx: &Ctx<'_>, route: Route, mut req: Request) -> Result<Respo
                     .with_details(json!({ "field": "oldToken" }))
             })?;
             ctx.edge_auth(&job_id, Some(&old_token))?;
-            ctx.limit(Bucket::Refresh).await?;
             let forwarded =
                 serde_json::to_vec(&json!({ "oldToken": old_token })).unwrap_or_default();
             forward(
@@ -150,6 +171,7 @@ async fn dispatch(ctx: &Ctx<'_>, route: Route, mut req: Request) -> Result<Respo
             ctx.edge_auth(&job_id, http::bearer(&req).as_deref())?;
             // Checked here too, so a malformed request never reaches an object.
             let query = PageQuery::from_pairs(&http::query_pairs(&req)?)?;
+            ctx.limit(Bucket::Read).await?;
             let path = format!(
                 "/internal/results/{}?{}",
                 pipeline.results_segment(),
@@ -191,7 +213,8 @@ async fn forward(
 }
 
 /// `GET /ws/progress`: the stateless checks happen here, in the contract's order (426, then
-/// 400); the object answers 404/401 and accepts the socket.
+/// 400), then the client's upgrade limit (429); the object answers 404/401 and accepts the
+/// socket.
 async fn upgrade(ctx: &Ctx<'_>, req: Request) -> Result<Response, ApiError> {
     if !http::is_websocket_upgrade(&req) {
         return Err(ApiError::new(
@@ -201,6 +224,7 @@ async fn upgrade(ctx: &Ctx<'_>, req: Request) -> Result<Response, ApiError> {
     }
     let query = UpgradeQuery::from_pairs(&http::query_pairs(&req)?)?;
     ctx.edge_auth(&query.job_id, query.token.as_deref())?;
+    ctx.limit(Bucket::Upgrade).await?;
     let started = http::now();
     let response = stub_for(ctx.env, &query.job_id)?
         .fetch_with_request(req)

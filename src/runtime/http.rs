@@ -112,17 +112,24 @@ pub fn bearer(req: &Request) -> Option<String> {
     crate::token::bearer(header(req, "authorization").as_deref()).map(str::to_string)
 }
 
+/// Refuses, without reading anything, a body whose declared `Content-Length` is over `limit`
+/// (413) or not a number (400).
+pub fn check_declared_length(req: &Request, limit: usize) -> Result<(), ApiError> {
+    let Some(declared) = header(req, "content-length") else {
+        return Ok(());
+    };
+    match declared.trim().parse::<u64>() {
+        Ok(n) if n > limit as u64 => Err(ApiError::too_large(limit)),
+        Ok(_) => Ok(()),
+        Err(_) => Err(ApiError::invalid("Content-Length is not a number")),
+    }
+}
+
 /// Reads a request body, refusing with 413 as soon as it passes `limit` bytes: a declared
 /// `Content-Length` over the limit is refused before reading, and a body without one is read
 /// as a stream and abandoned at the limit, never buffered whole.
 pub async fn read_body_limited(req: &mut Request, limit: usize) -> Result<Vec<u8>, ApiError> {
-    if let Some(declared) = header(req, "content-length") {
-        match declared.trim().parse::<u64>() {
-            Ok(n) if n > limit as u64 => return Err(ApiError::too_large(limit)),
-            Ok(_) => {}
-            Err(_) => return Err(ApiError::invalid("Content-Length is not a number")),
-        }
-    }
+    check_declared_length(req, limit)?;
     let mut body = Vec::new();
     let Ok(mut stream) = req.stream() else {
         // No body at all.

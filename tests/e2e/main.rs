@@ -16,6 +16,7 @@ mod faults;
 mod hostile;
 mod idempotency;
 mod inputs;
+mod limits;
 mod load;
 mod resume;
 mod scan;

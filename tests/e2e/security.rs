@@ -1,8 +1,12 @@
-//! Rate limits per client, and how many forged requests the Worker refuses before any object.
+//! Rate limits per client, how many forged requests the Worker refuses before any object,
+//! ids dated in the future, and production mode without the signing key.
 
 use crate::support::providers::{image, Providers};
 use crate::support::*;
 use bookstrack_jobs::base64;
+use bookstrack_jobs::config::DEVELOPMENT_SIGNING_KEY;
+use bookstrack_jobs::ids::issue_job_id;
+use bookstrack_jobs::token::TokenSigner;
 use serde_json::{json, Value};
 use std::time::Duration;
 use tokio::sync::OnceCell;
@@ -270,4 +274,215 @@ async fn proposed_ids_still_get_their_answers_from_the_object() {
         })
         .await;
     assert_eq!(reached["status"], 401);
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// Every log line that names `id`, other than the Worker's own refusals at the edge: what the
+/// job's object logged, if it was asked.
+fn object_lines_about(w: &Worker, id: &str) -> Vec<Value> {
+    w.events()
+        .into_iter()
+        .filter(|e| e["event"] != "auth.refused_at_edge")
+        .filter(|e| e["jobId"] == id || e["object"] == id)
+        .collect()
+}
+
+/// Issue 7: a job id carries its issue second under the signing key's MAC, and the Worker
+/// trusts a recent one to exist. One dated in the future was never issued here: whoever made
+/// it holds the key (the development key is public). It is refused as a proposed id (400),
+/// and a request for it is answered 404 by the Worker without asking any object, even with a
+/// token whose MAC verifies.
+#[tokio::test]
+async fn ids_issued_in_the_future_are_refused() {
+    let (_, w) = limited().await;
+    let key = DEVELOPMENT_SIGNING_KEY.as_bytes();
+    let now = now_ms();
+    let future = issue_job_id(key, now + 3_600_000, [1; 8]);
+    let token = TokenSigner::new(key).issue(&future, [2; 16]);
+    let books = json!([{ "title": "Dune" }]);
+
+    for (path, body) in [
+        (
+            "/api/enrichment/batch",
+            json!({ "jobId": future, "books": books }),
+        ),
+        ("/api/test/jobs", json!({ "jobId": future, "items": 1 })),
+    ] {
+        let a = post_json(w, path, &body, None).await;
+        a.assert_error(400, "INVALID_REQUEST");
+        assert_eq!(
+            a.body["error"]["details"]["field"], "jobId",
+            "{path}: {}",
+            a.text
+        );
+    }
+    // The issue time is what is refused: the same key's id for now is a valid proposal, and
+    // one a little ahead is allowed for clocks that differ.
+    for (ahead, seed) in [(0, 3), (30_000, 4)] {
+        let present = issue_job_id(key, now + ahead, [seed; 8]);
+        let a = post_json(
+            w,
+            "/api/enrichment/batch",
+            &json!({ "jobId": present, "books": books }),
+            None,
+        )
+        .await;
+        assert_eq!(a.status, 202, "{ahead} ms ahead: {}", a.text);
+    }
+
+    get(w, &format!("/api/job-state/{future}"), Some(&token))
+        .await
+        .assert_error(404, "NOT_FOUND");
+    get(w, &format!("/v1/enrichment/results/{future}"), Some(&token))
+        .await
+        .assert_error(404, "NOT_FOUND");
+    let socket = format!("/ws/progress?jobId={future}&token={token}");
+    assert_eq!(Socket::connect_path(w, &socket).await.err(), Some(404));
+    let refresh = post_json(
+        w,
+        "/api/token/refresh",
+        &json!({ "jobId": future, "oldToken": token }),
+        None,
+    )
+    .await;
+    refresh.assert_error(404, "NOT_FOUND");
+
+    // An id nobody issued is asked of its object; once that object's line is in, so would be
+    // any for the future id.
+    let random = "7e57f00d-0000-4000-8000-000000000007";
+    get(w, &format!("/api/job-state/{random}"), Some(&token))
+        .await
+        .assert_error(404, "NOT_FOUND");
+    w.wait_event("the random id's object", |e| e["object"] == random)
+        .await;
+    let edge = w
+        .events()
+        .into_iter()
+        .filter(|e| {
+            e["event"] == "auth.refused_at_edge"
+                && e["jobId"] == future
+                && e["reason"] == "issued in the future"
+        })
+        .count();
+    assert_eq!(
+        edge, 4,
+        "every request for the future id refused by the Worker"
+    );
+    assert_eq!(object_lines_about(w, &future), Vec::<Value>::new());
+}
+
+/// Issue 7: without the `TOKEN_SIGNING_KEY` secret the only key at hand is the public
+/// development one, with which anyone can sign ids and tokens that the Worker would take for
+/// its own. Production mode (the default) then answers 503 `SERVICE_UNAVAILABLE` on `/health`
+/// and every job route; with the secret it serves as usual.
+#[tokio::test]
+async fn production_mode_without_the_signing_key_answers_503() {
+    // An empty value hides any secret in a developer's .dev.vars: blank counts as unset.
+    let production = || {
+        test_options()
+            .without_var("ENVIRONMENT")
+            .var("TOKEN_SIGNING_KEY", "")
+    };
+    let w = Worker::start(production().health_status(503)).await;
+    let id = "0b7c8f0e-4d3b-4e44-9a4e-1f2a3b4c5d6e";
+    let enrichment = json!({ "books": [{ "title": "Dune" }] });
+    let routes: Vec<(&str, String, Value)> = vec![
+        ("GET", "/health".into(), Value::Null),
+        ("POST", "/api/import/csv".into(), Value::Null),
+        ("POST", "/api/import/csv-gemini".into(), Value::Null),
+        ("POST", "/api/scan-bookshelf".into(), Value::Null),
+        (
+            "POST",
+            "/api/scan-bookshelf/batch".into(),
+            json!({ "images": [] }),
+        ),
+        ("POST", "/api/enrichment/batch".into(), enrichment.clone()),
+        ("POST", "/v1/enrichment/batch".into(), enrichment),
+        ("GET", format!("/api/job-state/{id}"), Value::Null),
+        (
+            "POST",
+            "/api/token/refresh".into(),
+            json!({ "jobId": id, "oldToken": "x" }),
+        ),
+        ("POST", format!("/api/jobs/{id}/cancel"), Value::Null),
+        (
+            "POST",
+            "/api/enrichment/cancel".into(),
+            json!({ "jobId": id }),
+        ),
+        (
+            "POST",
+            "/api/scan-bookshelf/cancel".into(),
+            json!({ "jobId": id }),
+        ),
+        ("GET", format!("/v1/csv/results/{id}"), Value::Null),
+        ("GET", format!("/v1/scan/results/{id}"), Value::Null),
+        ("GET", format!("/v1/enrichment/results/{id}"), Value::Null),
+        (
+            "GET",
+            format!("/ws/progress?jobId={id}&token=x"),
+            Value::Null,
+        ),
+        ("POST", "/api/test/jobs".into(), json!({ "items": 1 })),
+    ];
+    for (method, path, body) in &routes {
+        let mut req = http().request(method.parse().unwrap(), w.url(path));
+        if !body.is_null() {
+            req = req.json(body);
+        }
+        let a = Answer::from(req.bearer_auth("x").send().await.unwrap()).await;
+        a.assert_error(503, "SERVICE_UNAVAILABLE");
+        assert!(
+            a.body["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("TOKEN_SIGNING_KEY"),
+            "{method} {path}: {}",
+            a.text
+        );
+    }
+    let upgrade = format!("/ws/progress?jobId={id}&token=x");
+    assert_eq!(Socket::connect_path(&w, &upgrade).await.err(), Some(503));
+    // Preflights and routing errors are answered as always.
+    let preflight = http()
+        .request(reqwest::Method::OPTIONS, w.url("/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 204);
+    get(&w, "/nope", None).await.assert_error(404, "NOT_FOUND");
+    post_json(&w, "/health", &json!({}), None)
+        .await
+        .assert_error(405, "METHOD_NOT_ALLOWED");
+    let warned = w
+        .wait_event("the missing key's warning", |e| {
+            e["event"] == "config.default_signing_key"
+        })
+        .await;
+    assert_eq!(warned["environment"], "production", "{warned}");
+    drop(w);
+
+    // With the secret, production mode serves.
+    let w = Worker::start(production().var("TOKEN_SIGNING_KEY", "a production secret")).await;
+    assert_eq!(get(&w, "/health", None).await.status, 200);
+    let job = Created::from_answer(
+        &post_json(
+            &w,
+            "/api/enrichment/batch",
+            &json!({ "books": [{ "title": "Dune" }] }),
+            None,
+        )
+        .await,
+    );
+    assert_eq!(job_state(&w, &job).await["status"], "queued");
+    assert!(!w
+        .events()
+        .iter()
+        .any(|e| e["event"] == "config.default_signing_key"));
 }

@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -230,6 +231,28 @@ pub async fn state_until(
 
 type Stream = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// How many addresses the harness's sockets come from.
+const SOCKET_CLIENTS: u32 = 64;
+
+/// The address a socket's client presents: one of [`SOCKET_CLIENTS`] in 172.16.0.0/24 (apart
+/// from the 10.0.0.0/8 of [`http`]), chosen by the job id in the query (FNV-1a of it), so all
+/// sockets of one job come from one client, as from one phone. Few enough that a client's
+/// limiter is usually warm, as a phone's is after it created its job (the benchmark times
+/// upgrades); enough that the suite's upgrades stay far below 60 a minute for each.
+fn socket_client_ip(path_and_query: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    let job_id = path_and_query
+        .split(['?', '&'])
+        .find_map(|pair| pair.strip_prefix("jobId="));
+    let n = match job_id {
+        Some(id) => id.bytes().fold(0x811c_9dc5u32, |h, b| {
+            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        }),
+        None => NEXT.fetch_add(1, Ordering::SeqCst),
+    };
+    format!("172.16.0.{}", 1 + n % SOCKET_CLIENTS)
+}
+
 /// A client socket with helpers to wait for typed messages and the close.
 pub struct Socket {
     stream: Stream,
@@ -250,9 +273,25 @@ impl Socket {
             .expect("upgrade refused")
     }
 
+    /// Opens a socket as the job's own client: every socket of one job comes from one address
+    /// (as from one phone), one of a few that the harness's jobs share (`socket_client_ip`).
     pub async fn connect_path(worker: &Worker, path_and_query: &str) -> Result<Socket, u16> {
+        let ip = socket_client_ip(path_and_query);
+        Self::connect_path_from(worker, path_and_query, &ip).await
+    }
+
+    /// Opens a socket presenting `ip` as the client's address (`CF-Connecting-IP`).
+    pub async fn connect_path_from(
+        worker: &Worker,
+        path_and_query: &str,
+        ip: &str,
+    ) -> Result<Socket, u16> {
         let url = format!("{}{path_and_query}", worker.ws_base());
-        match tokio_tungstenite::connect_async(url).await {
+        let mut request = url.into_client_request().expect("a WebSocket URL");
+        request
+            .headers_mut()
+            .insert("cf-connecting-ip", ip.parse().expect("an address"));
+        match tokio_tungstenite::connect_async(request).await {
             Ok((stream, _)) => Ok(Socket {
                 stream,
                 received: Vec::new(),

@@ -11,10 +11,12 @@ pub use wrangler::{Worker, WorkerOptions};
 
 use tokio::sync::OnceCell;
 
-/// Options every test worker starts with: test routes on, fast task retries, and every log
-/// line, since tests read the worker's own account of what it did.
+/// Options every test worker starts with: development mode (no signing secret needed, as
+/// under `npm run dev`), test routes on, fast task retries, and every log line, since tests
+/// read the worker's own account of what it did.
 pub fn test_options() -> WorkerOptions {
     WorkerOptions::default()
+        .var("ENVIRONMENT", "development")
         .var("ENABLE_TEST_ROUTES", "true")
         .var("TASK_RETRY_BASE_MS", 50)
         .var("LOG_LEVEL", "debug")

@@ -95,12 +95,27 @@ pub struct WorkerOptions {
     pub vars: Vec<(String, String)>,
     /// Reuse a state directory (restart tests); a fresh one when `None`.
     pub persist_to: Option<PathBuf>,
+    /// The `/health` status that means the worker is up: 200 unless set (a worker in
+    /// production mode without its signing key answers 503).
+    pub health_status: Option<u16>,
 }
 
 impl WorkerOptions {
     pub fn var(mut self, name: &str, value: impl ToString) -> Self {
         self.vars.retain(|(n, _)| n != name);
         self.vars.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// Drops a `--var`, so the worker sees the wrangler.toml value or the default.
+    pub fn without_var(mut self, name: &str) -> Self {
+        self.vars.retain(|(n, _)| n != name);
+        self
+    }
+
+    /// Waits for `/health` to answer `status` instead of 200.
+    pub fn health_status(mut self, status: u16) -> Self {
+        self.health_status = Some(status);
         self
     }
 }
@@ -196,8 +211,12 @@ impl Worker {
         let deadline = Instant::now() + limit;
         let mut delay = Duration::from_millis(50);
         loop {
+            let want = self.options.health_status.unwrap_or(200);
             if let Ok(resp) = client.get(format!("{}/health", self.base)).send().await {
-                if resp.status().is_success() {
+                // The envelope's timestamp tells the worker's answer from wrangler's own.
+                let status = resp.status().as_u16();
+                let body = resp.text().await.unwrap_or_default();
+                if status == want && body.contains("\"metadata\"") {
                     return Ok(());
                 }
             }
@@ -258,7 +277,8 @@ impl Worker {
     pub fn events(&self) -> Vec<serde_json::Value> {
         self.log()
             .lines()
-            .filter_map(|l| l.find("{\"").map(|i| &l[i..]))
+            // Error-level lines come wrapped in colour codes: from the first `{"` to the last `}`.
+            .filter_map(|l| Some(&l[l.find("{\"")?..=l.rfind('}')?]))
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .filter(|v| v.get("event").is_some())
             .collect()
