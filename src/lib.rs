@@ -39,6 +39,7 @@
 //! - [`logline`]: structured, credential-free log lines.
 //! - [`isbn`]: ISBN-10/13 validation and conversion, shared by every pipeline.
 //! - [`multipart`]: multipart/form-data bodies.
+//! - [`text`]: text cut to a byte budget and cleared of control characters.
 //! - [`time`], [`base64`]: small helpers that would not justify a crate.
 
 /// A test fixture under `tests/fixtures/<dir>/<name>`, compiled into the test binary.
@@ -92,6 +93,7 @@ pub mod protocol;
 pub mod rate_limit;
 pub mod results;
 pub mod routes;
+pub mod text;
 pub mod time;
 pub mod token;
 
