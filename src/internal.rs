@@ -37,8 +37,13 @@ pub fn encode_parts<P: AsRef<[u8]>>(
     parts: impl IntoIterator<Item = P>,
 ) -> Vec<u8> {
     let header = serde_json::to_vec(create).unwrap_or_default();
-    let data_len: usize = create.blobs.iter().map(|b| b.len).sum();
-    let mut out = Vec::with_capacity(4 + header.len() + data_len);
+    // Reserved once when the declared lengths add up; they are data, not trusted arithmetic.
+    let data_len = create
+        .blobs
+        .iter()
+        .try_fold(0usize, |sum, b| sum.checked_add(b.len))
+        .unwrap_or(0);
+    let mut out = Vec::with_capacity((4 + header.len()).saturating_add(data_len));
     out.extend_from_slice(&(header.len() as u32).to_be_bytes());
     out.extend_from_slice(&header);
     for part in parts {
