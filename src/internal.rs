@@ -43,7 +43,7 @@ pub fn encode_parts<P: AsRef<[u8]>>(
         .iter()
         .try_fold(0usize, |sum, b| sum.checked_add(b.len))
         .unwrap_or(0);
-    let mut out = Vec::with_capacity((4 + header.len()).saturating_add(data_len));
+    let mut out = Vec::with_capacity((4 + header.len()).saturating_add(data_len).min(64 << 20));
     out.extend_from_slice(&(header.len() as u32).to_be_bytes());
     out.extend_from_slice(&header);
     for part in parts {
