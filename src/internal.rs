@@ -2,6 +2,7 @@
 
 use crate::job::Pipeline;
 use crate::pipelines::work::Work;
+use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 
 /// A named byte range of the creation body, stored under `key`.
@@ -27,28 +28,16 @@ pub struct CreateJob {
 
 /// `[u32 big-endian header length][header JSON][blob bytes...]`.
 pub fn encode(create: &CreateJob, data: &[u8]) -> Vec<u8> {
-    encode_parts(create, [data])
+    [header_frame(create), data.to_vec()].concat()
 }
 
-/// As [`encode`], with the data given in parts (a batch's photos): each is copied once,
-/// straight into the body, and may be dropped by the caller's iterator as soon as it is.
-pub fn encode_parts<P: AsRef<[u8]>>(
-    create: &CreateJob,
-    parts: impl IntoIterator<Item = P>,
-) -> Vec<u8> {
+/// The part of [`encode`] before the data: the Worker streams the data after it, straight
+/// from the buffer it was validated in.
+pub fn header_frame(create: &CreateJob) -> Vec<u8> {
     let header = serde_json::to_vec(create).unwrap_or_default();
-    // Reserved once when the declared lengths add up; they are data, not trusted arithmetic.
-    let data_len = create
-        .blobs
-        .iter()
-        .try_fold(0usize, |sum, b| sum.checked_add(b.len))
-        .unwrap_or(0);
-    let mut out = Vec::with_capacity((4 + header.len()).saturating_add(data_len).min(64 << 20));
+    let mut out = Vec::with_capacity(4 + header.len());
     out.extend_from_slice(&(header.len() as u32).to_be_bytes());
     out.extend_from_slice(&header);
-    for part in parts {
-        out.extend_from_slice(part.as_ref());
-    }
     out
 }
 
@@ -74,6 +63,82 @@ pub fn decode(body: &[u8]) -> Result<(CreateJob, &[u8]), String> {
         ));
     }
     Ok((create, data))
+}
+
+/// The most a creation header may take: a CSV's work holds its header row (64 KiB at most).
+pub const MAX_HEADER_BYTES: usize = 1024 * 1024;
+
+/// Reads a creation body as it arrives, so that the object holds one blob of it at a time
+/// instead of the whole upload: the header first, then each blob, then the end.
+pub struct FrameReader<S> {
+    chunks: S,
+    /// Bytes received and not yet consumed, from `at` on.
+    pending: Vec<u8>,
+    at: usize,
+}
+
+impl<S: Stream<Item = Result<Vec<u8>, String>> + Unpin> FrameReader<S> {
+    pub fn new(chunks: S) -> Self {
+        Self {
+            chunks,
+            pending: Vec::new(),
+            at: 0,
+        }
+    }
+
+    /// Exactly `len` bytes, or an error if the body ends first.
+    pub async fn take(&mut self, len: usize) -> Result<Vec<u8>, String> {
+        let mut out = Vec::with_capacity(len);
+        while out.len() < len {
+            if self.at == self.pending.len() {
+                self.pending = match self.chunks.next().await {
+                    Some(chunk) => chunk?,
+                    None => return Err(format!("the body ended {} bytes early", len - out.len())),
+                };
+                self.at = 0;
+            }
+            let n = (len - out.len()).min(self.pending.len() - self.at);
+            out.extend_from_slice(&self.pending[self.at..self.at + n]);
+            self.at += n;
+        }
+        Ok(out)
+    }
+
+    /// The header, checked: its blobs' lengths add up (the data is not read yet).
+    pub async fn header(&mut self) -> Result<CreateJob, String> {
+        let len_bytes: [u8; 4] = self
+            .take(4)
+            .await?
+            .try_into()
+            .map_err(|_| "short body".to_string())?;
+        let header_len = u32::from_be_bytes(len_bytes) as usize;
+        if header_len > MAX_HEADER_BYTES {
+            return Err(format!("a header of {header_len} bytes"));
+        }
+        let create: CreateJob =
+            serde_json::from_slice(&self.take(header_len).await?).map_err(|e| e.to_string())?;
+        if create
+            .blobs
+            .iter()
+            .try_fold(0usize, |sum, b| sum.checked_add(b.len))
+            .is_none()
+        {
+            return Err("blob lengths overflow".into());
+        }
+        Ok(create)
+    }
+
+    /// Checks that nothing follows the last blob.
+    pub async fn end(&mut self) -> Result<(), String> {
+        let mut extra = self.pending.len() - self.at;
+        while let Some(chunk) = self.chunks.next().await {
+            extra += chunk?.len();
+        }
+        match extra {
+            0 => Ok(()),
+            n => Err(format!("{n} bytes after the last blob")),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -103,7 +168,6 @@ mod tests {
             idempotency: None,
         };
         let body = encode(&create, b"abc");
-        assert_eq!(encode_parts(&create, [&b"a"[..], b"bc"]), body);
         let (back, data) = decode(&body).unwrap();
         assert_eq!(back, create);
         assert_eq!(data, b"abc");
@@ -125,5 +189,69 @@ mod tests {
             decode(&encode(&huge, b"abc")).is_err(),
             "overflowing lengths are refused"
         );
+    }
+
+    // Native only: the executor that runs it is a native dev-dependency.
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn a_body_read_in_any_chunks_gives_the_same_header_and_blobs() {
+        let create = CreateJob {
+            job_id: "j".into(),
+            pipeline: Pipeline::AiScan,
+            total_count: 2,
+            work: Work::Synthetic(SyntheticSpec {
+                pipeline: Pipeline::AiScan,
+                items: 1,
+                items_per_chunk: 1,
+                chunk_delay_ms: 0,
+                fail_first_attempts: 0,
+                coalesce_ms: None,
+                throttle_ms: None,
+            }),
+            blobs: vec![
+                Blob {
+                    key: "a".into(),
+                    len: 3,
+                },
+                Blob {
+                    key: "b".into(),
+                    len: 5,
+                },
+            ],
+            idempotency: None,
+        };
+        let body = encode(&create, b"abcdefgh");
+        let read = |chunk: usize, body: Vec<u8>| {
+            let chunks: Vec<Result<Vec<u8>, String>> =
+                body.chunks(chunk).map(|c| Ok(c.to_vec())).collect();
+            futures::executor::block_on(async move {
+                let mut frame = FrameReader::new(futures::stream::iter(chunks));
+                let header = frame.header().await?;
+                let mut blobs = Vec::new();
+                for blob in &header.blobs {
+                    blobs.push(frame.take(blob.len).await?);
+                }
+                frame.end().await?;
+                Ok::<_, String>((header, blobs))
+            })
+        };
+        for chunk in [1, 2, 3, 7, 64, 10_000] {
+            let (header, blobs) = read(chunk, body.clone()).unwrap();
+            assert_eq!(header, create, "chunks of {chunk}");
+            assert_eq!(
+                blobs,
+                [b"abc".to_vec(), b"defgh".to_vec()],
+                "chunks of {chunk}"
+            );
+        }
+        // Short, long and malformed bodies are errors, never a panic.
+        let short = body[..body.len() - 1].to_vec();
+        assert!(read(4, short).unwrap_err().contains("early"));
+        let long = [&body[..], b"!"].concat();
+        assert!(read(4, long).unwrap_err().contains("after the last blob"));
+        assert!(read(4, vec![0, 0]).is_err());
+        assert!(read(4, vec![255, 255, 255, 255, b'{'])
+            .unwrap_err()
+            .contains("header of"));
     }
 }

@@ -4,7 +4,7 @@ use super::dispatch::{with_pipeline, Pipelines};
 use super::{Engine, Job, Reply};
 use crate::error::ApiError;
 use crate::host::{Batch, Host, Stored};
-use crate::internal::{self, CreateJob};
+use crate::internal::{CreateJob, FrameReader};
 use crate::job::record::{JobRecord, RefreshOutcome};
 use crate::job::Status;
 use crate::keys;
@@ -16,6 +16,10 @@ use crate::token::{self, RefreshError, TokenRecord};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::rc::Rc;
+
+/// How long inputs stored ahead of a creation's last write may wait for it: past this, an
+/// object that never became a job (it died mid-upload) deletes them.
+pub const ORPHAN_INPUTS_GRACE_MS: Millis = 10 * 60 * 1_000;
 
 /// The 202 body of every creation route.
 fn creation_answer(create: &CreateJob, token: &str, token_ttl_ms: Millis) -> Value {
@@ -37,11 +41,28 @@ impl<H: Host> Engine<H> {
         Ok(self.signer.issue(job_id, random))
     }
 
-    /// Creates the job from the Worker's creation message: its core, its work and its
-    /// inputs in one write, then the alarm.
+    /// Creates the job from a whole creation message (see [`Engine::create_from`]).
     pub async fn create(&self, body: &[u8]) -> Reply {
-        let (create, data) =
-            internal::decode(body).map_err(|e| self.internal("decoding a create body", e))?;
+        let chunks = futures::stream::iter([Ok::<_, String>(body.to_vec())]);
+        self.create_from(chunks).await
+    }
+
+    /// Creates the job from the Worker's creation message, read as it arrives: the header,
+    /// then each input blob. Every blob but the last is stored as soon as it is complete, so
+    /// the object holds one blob (at most 1 MiB) of a 33 MiB batch at a time, not the whole;
+    /// the last goes with the job's core and work in one write, which is what makes the job
+    /// exist. Inputs stored before a creation that then fails are deleted; if the object dies
+    /// first, the alarm armed before the first of them deletes them
+    /// ([`ORPHAN_INPUTS_GRACE_MS`]).
+    pub async fn create_from<S>(&self, body: S) -> Reply
+    where
+        S: futures::Stream<Item = Result<Vec<u8>, String>> + Unpin,
+    {
+        let mut frame = FrameReader::new(body);
+        let create = frame
+            .header()
+            .await
+            .map_err(|e| self.internal("decoding a create body", e))?;
         if self.mem.borrow().job.is_some() {
             return self.repeat(&create).await;
         }
@@ -60,37 +81,86 @@ impl<H: Host> Engine<H> {
             now,
         );
         record.idempotency = create.idempotency.clone();
-        let mut batch = Batch::default();
-        batch
-            .json(keys::CORE, &record)
-            .json(keys::WORK, &create.work);
-        let mut offset = 0;
-        for blob in &create.blobs {
-            batch.bytes(&blob.key, data[offset..offset + blob.len].to_vec());
-            offset += blob.len;
-        }
-        // Claimed before the write, so a concurrent create of the same id sees it at once.
+        // Claimed before the first await on the body, so a concurrent create of the same id
+        // sees it at once.
         *self.pipeline.borrow_mut() = Some(Rc::new(Pipelines::for_work(&create.work)));
         self.mem.borrow_mut().job = Some(Job {
-            record,
+            record: record.clone(),
             work: create.work.clone(),
         });
-        if let Err(e) = self.write(batch).await {
+        let mut stored_early = Vec::new();
+        let outcome = self
+            .store_new_job(&create, &record, &mut frame, &mut stored_early)
+            .await;
+        if let Err(e) = outcome {
             self.mem.borrow_mut().job = None;
             *self.pipeline.borrow_mut() = None;
-            return Err(self.internal("storing a new job", e));
+            // Best effort: what stays is deleted by the alarm armed before it was stored.
+            let _ = self.host.delete(&stored_early).await;
+            return Err(e);
         }
         self.sync_alarm()
             .await
             .map_err(|e| self.internal("arming the alarm", e))?;
+        let bytes: usize = create.blobs.iter().map(|b| b.len).sum();
         self.log_job(
             "job.created",
-            json!({ "bytes": data.len(), "totalCount": create.total_count }),
+            json!({ "bytes": bytes, "totalCount": create.total_count }),
         );
         Ok((
             202,
             creation_answer(&create, &token, self.config.token_ttl_ms),
         ))
+    }
+
+    /// Reads a creation's blobs and stores them with the job's core and work (see
+    /// [`Engine::create_from`]); `stored_early` names what was stored before the last write.
+    async fn store_new_job<S>(
+        &self,
+        create: &CreateJob,
+        record: &JobRecord,
+        frame: &mut FrameReader<S>,
+        stored_early: &mut Vec<String>,
+    ) -> Result<(), ApiError>
+    where
+        S: futures::Stream<Item = Result<Vec<u8>, String>> + Unpin,
+    {
+        let mut batch = Batch::default();
+        batch
+            .json(keys::CORE, record)
+            .json(keys::WORK, &create.work);
+        let last = create.blobs.len().saturating_sub(1);
+        for (n, blob) in create.blobs.iter().enumerate() {
+            let bytes = frame
+                .take(blob.len)
+                .await
+                .map_err(|e| self.internal("reading a create body", e))?;
+            if n == last {
+                batch.bytes(&blob.key, bytes);
+                continue;
+            }
+            if stored_early.is_empty() {
+                let at = self.now() + ORPHAN_INPUTS_GRACE_MS;
+                self.host
+                    .set_alarm(Some(at))
+                    .await
+                    .map_err(|e| self.internal("arming the orphan alarm", e))?;
+                self.armed.set(Some(at));
+            }
+            let mut one = Batch::default();
+            one.bytes(&blob.key, bytes);
+            stored_early.push(blob.key.clone());
+            self.write(one)
+                .await
+                .map_err(|e| self.internal("storing a job's input", e))?;
+        }
+        frame
+            .end()
+            .await
+            .map_err(|e| self.internal("reading a create body", e))?;
+        self.write(batch)
+            .await
+            .map_err(|e| self.internal("storing a new job", e))
     }
 
     /// A creation for a job id that is taken: the repeat of the request that created it (the
