@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 /// One imported book, in the contract's results shape plus the series extension fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Book {
     pub title: String,
@@ -35,6 +36,7 @@ pub struct Book {
 
 /// A row that could not become a book. It never fails the import.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RowError {
     /// The 1-based physical line where the record starts; the header is line 1.
@@ -47,6 +49,7 @@ pub struct RowError {
 /// Something worth telling the user about a row that was still imported: a value repaired or
 /// dropped while the book was kept (contract 9.1).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RowWarning {
     pub line: u64,

@@ -1,15 +1,15 @@
 //! The CSV import as a job: the upload parsed in bounded runs, rows stored in result slices.
 
 use super::{
-    apply_patches, count_data_records, parse_slice, success_rate, Book, BookPatch, BookRef, Cursor,
-    Deduper, Header, ImportTotals, RowError, RowWarning,
+    apply_patches, count_data_records, parse_slice, Book, BookPatch, BookRef, CsvResultsPage,
+    CsvSummary, Cursor, Deduper, Header, ImportTotals, RowError, RowWarning,
 };
 use crate::host::{Batch, StorageError};
 use crate::keys;
 use crate::pipeline::{read_slices, Attempt, Ctx, Pipeline, ResultsPage, StepFailure, StepOutcome};
 use crate::results::PageRequest;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -181,17 +181,8 @@ impl Pipeline for CsvImport {
 
     async fn summary(&self, ctx: &impl Ctx<CsvWork>) -> Result<Value, StepFailure> {
         let work = work(ctx)?;
-        let t = work.totals;
-        Ok(json!({
-            "totalProcessed": t.data_records,
-            "successCount": t.books,
-            "failureCount": t.errors,
-            "duplicates": t.duplicates,
-            "invalidUtf8Rows": t.invalid_utf8_rows,
-            "format": work.header.format.as_str(),
-            "successRate": success_rate(&t),
-            "duration": ctx.processing_ms(),
-        }))
+        let summary = CsvSummary::new(&work.totals, work.header.format, ctx.processing_ms());
+        Ok(serde_json::to_value(summary).unwrap_or_default())
     }
 
     async fn results(
@@ -208,15 +199,10 @@ impl Pipeline for CsvImport {
             all.patches.append(&mut slice.patches);
         }
         apply_patches(&mut all.books, BookRef(0), &all.patches);
-        let mut document = json!({
-            "books": all.books,
-            "errors": all.errors,
-            "successRate": success_rate(&totals),
-        });
-        if !all.warnings.is_empty() {
-            document["warnings"] = json!(all.warnings);
-        }
-        Ok(ResultsPage::whole(document))
+        let page = CsvResultsPage::new(all.books, all.errors, all.warnings, &totals);
+        Ok(ResultsPage::whole(
+            serde_json::to_value(page).unwrap_or_default(),
+        ))
     }
 
     /// The upload is deleted once the import has ended; the results stay until cleanup.
