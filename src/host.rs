@@ -67,6 +67,11 @@ impl Values {
     }
 }
 
+/// The most keys one storage put or delete takes in workerd.
+pub const MAX_KEYS_PER_WRITE: usize = 128;
+/// The most bytes a key and its value may take together in a SQLite-backed object.
+pub const MAX_ENTRY_BYTES: usize = 2 * 1024 * 1024;
+
 /// A set of values written in one operation (one implicit transaction).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Batch {

@@ -19,8 +19,14 @@ pub const CSV_INPUT_PREFIX: &str = "in:";
 /// An enrichment batch's books, one JSON array.
 pub const ENRICH_INPUT: &str = "in:books";
 
-/// The result slices of a CSV import, numbered in the order they were written.
+/// The result slices of a CSV import stored by v1, numbered in the order they were written.
 pub const CSV_RESULT_PREFIX: &str = "res:csv:";
+/// A CSV import's books, merges, errors and warnings (`pipelines::csv::store`). None of these
+/// prefixes starts with [`CSV_RESULT_PREFIX`], so listing v1's slices never meets them.
+pub const CSV_BOOKS_PREFIX: &str = "res:csvb:";
+pub const CSV_PATCHES_PREFIX: &str = "res:csvp:";
+pub const CSV_ERRORS_PREFIX: &str = "res:csve:";
+pub const CSV_WARNINGS_PREFIX: &str = "res:csvw:";
 /// The outcome of each enrichment input, by input index.
 pub const ENRICH_RESULT_PREFIX: &str = "res:enr:";
 /// The books found on each photo of a scan, by the photo's position in the batch.
@@ -62,6 +68,29 @@ pub fn csv_result(slice: u32) -> String {
     format!("{CSV_RESULT_PREFIX}{slice:05}")
 }
 
+/// Book slice `slice` of a CSV import.
+pub fn csv_books(slice: u32) -> String {
+    format!("{CSV_BOOKS_PREFIX}{slice:05}")
+}
+
+/// Where the merges into the books of `slice` are stored: [`csv_patches`] sort under it in
+/// the order they were written.
+pub fn csv_patches_prefix(slice: u32) -> String {
+    format!("{CSV_PATCHES_PREFIX}{slice:05}:")
+}
+
+pub fn csv_patches(slice: u32, part: u32) -> String {
+    format!("{}{part:06}", csv_patches_prefix(slice))
+}
+
+pub fn csv_errors(part: u32) -> String {
+    format!("{CSV_ERRORS_PREFIX}{part:05}")
+}
+
+pub fn csv_warnings(part: u32) -> String {
+    format!("{CSV_WARNINGS_PREFIX}{part:05}")
+}
+
 pub fn enrich_result(index: usize) -> String {
     format!("{ENRICH_RESULT_PREFIX}{index:03}")
 }
@@ -94,6 +123,10 @@ mod tests {
         let table = [
             (csv_result(0), "res:csv:00000"),
             (csv_result(12), "res:csv:00012"),
+            (csv_books(3), "res:csvb:00003"),
+            (csv_patches(3, 17), "res:csvp:00003:000017"),
+            (csv_errors(2), "res:csve:00002"),
+            (csv_warnings(0), "res:csvw:00000"),
             (enrich_result(7), "res:enr:007"),
             (scan_result(3), "res:scan:03"),
             (scan_result_part(3, 0), "res:scan:03"),
@@ -135,6 +168,20 @@ mod tests {
             ["res:enr:000", "res:enr:009", "res:enr:010", "res:enr:100"]
         );
         assert!(csv_result(99_999) > csv_result(10_000));
+        for key in [
+            csv_books(0),
+            csv_patches(0, 0),
+            csv_errors(0),
+            csv_warnings(0),
+        ] {
+            assert!(
+                !key.starts_with(CSV_RESULT_PREFIX),
+                "{key} lists with v1's slices"
+            );
+        }
+        assert!(csv_patches(2, 10) > csv_patches(2, 9));
+        assert!(csv_patches(2, 0).starts_with(&csv_patches_prefix(2)));
+        assert!(!csv_patches(12, 0).starts_with(&csv_patches_prefix(1)));
         let mut parts = vec![scan_result(1), scan_result_part(0, 1), scan_result(0)];
         parts.sort();
         assert_eq!(parts, ["res:scan:00", "res:scan:00:1", "res:scan:01"]);

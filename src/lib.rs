@@ -42,6 +42,7 @@
 //! - [`logline`]: structured, credential-free log lines.
 //! - [`isbn`]: ISBN-10/13 validation and conversion, shared by every pipeline.
 //! - [`multipart`]: multipart/form-data bodies.
+//! - [`text`]: text cut to a byte budget and cleared of control characters.
 //! - [`time`], [`base64`]: small helpers that would not justify a crate.
 
 /// A test fixture under `tests/fixtures/<dir>/<name>`, compiled into the test binary.
@@ -98,6 +99,7 @@ pub mod results;
 pub mod routes;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod schema;
+pub mod text;
 pub mod time;
 pub mod token;
 

@@ -246,24 +246,40 @@ pub async fn read_slices<W>(
 /// Serialises `items` as JSON arrays of at most `max_bytes` each, in order; an item that alone
 /// is over `max_bytes` gets an array of its own (callers bound their items far below it).
 pub fn pack_json<T: serde::Serialize>(items: &[T], max_bytes: usize) -> Vec<String> {
+    pack_json_counted(items, max_bytes)
+        .into_iter()
+        .map(|(part, _)| part)
+        .collect()
+}
+
+/// [`pack_json`], with how many of `items` each array holds. Every item is counted in its
+/// array's share, even one that could not be serialised, so positions stay aligned.
+pub fn pack_json_counted<T: serde::Serialize>(
+    items: &[T],
+    max_bytes: usize,
+) -> Vec<(String, usize)> {
     let mut parts = Vec::new();
     let mut part = String::from("[");
+    let mut count = 0;
     for item in items {
         let Ok(text) = serde_json::to_string(item) else {
+            count += 1;
             continue;
         };
         if part.len() > 1 && part.len() + 1 + text.len() + 1 > max_bytes {
             part.push(']');
-            parts.push(std::mem::replace(&mut part, String::from("[")));
+            parts.push((std::mem::replace(&mut part, String::from("[")), count));
+            count = 0;
         }
         if part.len() > 1 {
             part.push(',');
         }
         part.push_str(&text);
+        count += 1;
     }
-    if part.len() > 1 || parts.is_empty() {
+    if part.len() > 1 || count > 0 || parts.is_empty() {
         part.push(']');
-        parts.push(part);
+        parts.push((part, count));
     }
     parts
 }
@@ -287,5 +303,13 @@ mod tests {
             assert_eq!(back, items, "{max}");
         }
         assert_eq!(pack_json::<u8>(&[], 10), ["[]"]);
+        for max in [64, 1_000] {
+            let counted = pack_json_counted(&items, max);
+            let counts: usize = counted.iter().map(|(_, n)| n).sum();
+            assert_eq!(counts, items.len(), "{max}");
+            for (part, n) in counted {
+                assert_eq!(serde_json::from_str::<Vec<String>>(&part).unwrap().len(), n);
+            }
+        }
     }
 }

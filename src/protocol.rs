@@ -68,14 +68,7 @@ impl CloseCode {
 
 /// Cuts a close reason to the protocol's limit without splitting a UTF-8 character.
 pub fn close_reason(text: &str) -> &str {
-    if text.len() <= MAX_CLOSE_REASON_BYTES {
-        return text;
-    }
-    let mut end = MAX_CLOSE_REASON_BYTES;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
+    crate::text::cut(text, MAX_CLOSE_REASON_BYTES)
 }
 
 /// The query of `GET /ws/progress?jobId=..&token=..[&reconnect=true]`, read by one function

@@ -17,6 +17,8 @@ use crate::time::Millis;
 use serde_json::{json, Value};
 
 /// One pipeline per kind of work, holding that pipeline's caches.
+// One per job object: boxing the larger variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Pipelines {
     Synthetic(SyntheticJob),
     Scan(ShelfScan),

@@ -22,6 +22,8 @@ mod tasks;
 
 // The engine's tests run natively, with an in-memory host and a virtual clock.
 #[cfg(all(test, not(target_arch = "wasm32")))]
+mod bounds_tests;
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod compat_tests;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 pub mod testing;

@@ -81,6 +81,7 @@ struct Inner {
     failing_writes: Cell<u32>,
     aborts: Cell<u32>,
     resets: Cell<u32>,
+    largest_write: Cell<usize>,
     random: Cell<u8>,
 }
 
@@ -180,6 +181,11 @@ impl MemoryHost {
         self.inner.aborts.get()
     }
 
+    /// The largest key and value written by a put so far, in bytes.
+    pub fn largest_write(&self) -> usize {
+        self.inner.largest_write.get()
+    }
+
     /// How often the engine asked for a reset when idle.
     pub fn resets(&self) -> u32 {
         self.inner.resets.get()
@@ -260,6 +266,20 @@ impl Host for MemoryHost {
 
     async fn put(&self, batch: Batch) -> Result<(), StorageError> {
         self.check_write()?;
+        // workerd's own limits: a test that breaks one fails here as production would.
+        if batch.len() > crate::host::MAX_KEYS_PER_WRITE {
+            return Err(StorageError(format!("a put of {} keys", batch.len())));
+        }
+        if batch.largest_entry_bytes() > crate::host::MAX_ENTRY_BYTES {
+            let bytes = batch.largest_entry_bytes();
+            return Err(StorageError(format!("a value of {bytes} bytes")));
+        }
+        let largest = self
+            .inner
+            .largest_write
+            .get()
+            .max(batch.largest_entry_bytes());
+        self.inner.largest_write.set(largest);
         let mut storage = self.inner.storage.borrow_mut();
         for (key, value) in batch.into_entries() {
             storage.insert(key, value);
@@ -450,6 +470,46 @@ impl Sim {
         self.run(|| out.borrow().is_some(), Millis::MAX);
         let answer = out.borrow_mut().take();
         answer.expect("the request finished")
+    }
+
+    /// Every page of a complete job's results from the pipeline named by `segment`, followed
+    /// through `nextCursor` and joined into one document (books appended; the rest from the
+    /// first page). Pages of `limit` entries, or the default when `None`.
+    pub fn all_results(
+        &mut self,
+        token: &str,
+        segment: &'static str,
+        limit: Option<usize>,
+    ) -> Value {
+        let mut whole: Option<Value> = None;
+        let mut cursor: Option<String> = None;
+        for _ in 0..100_000 {
+            let query = crate::results::PageQuery {
+                limit: limit.map(|n| n.to_string()),
+                cursor: cursor.take(),
+            };
+            let token = token.to_string();
+            let (status, mut page) = self
+                .request(|e| async move { e.results(Some(&token), segment, &query).await })
+                .expect("results are served");
+            assert_eq!(status, 200, "{page}");
+            cursor = page
+                .as_object_mut()
+                .and_then(|p| p.remove("nextCursor"))
+                .and_then(|c| c.as_str().map(str::to_string));
+            match &mut whole {
+                None => whole = Some(page),
+                Some(whole) => {
+                    let more = page["books"].as_array().cloned().unwrap_or_default();
+                    assert!(!more.is_empty(), "a page after the first is empty: {page}");
+                    whole["books"].as_array_mut().unwrap().extend(more);
+                }
+            }
+            if cursor.is_none() {
+                return whole.unwrap();
+            }
+        }
+        panic!("results never ended");
     }
 
     /// Drops the engine with whatever it was doing (an eviction), and builds a new one from

@@ -8,7 +8,7 @@ use crate::host::{Answer, Host, SocketTag, Stored};
 use crate::internal::{self, Blob, CreateJob};
 use crate::job::Pipeline;
 use crate::keys;
-use crate::pipelines::csv::{read_header, CsvWork, ImportTotals};
+use crate::pipelines::csv::{read_header, CsvWork};
 use crate::pipelines::enrich::EnrichWork;
 use crate::pipelines::scan::{ImageKind, ScanPhoto, ScanWork};
 use crate::pipelines::synthetic::SyntheticSpec;
@@ -18,10 +18,10 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-const T0: Millis = 1_700_000_000_000;
+pub(super) const T0: Millis = 1_700_000_000_000;
 const JOB_ID: &str = "0b7c8f0e-4d3b-4e44-9a4e-1f2a3b4c5d6e";
 
-fn config(vars: &[(&str, &str)]) -> Config {
+pub(super) fn config(vars: &[(&str, &str)]) -> Config {
     let mut map: HashMap<&str, &str> = [
         ("GEMINI_API_KEY", "k"),
         ("GEMINI_API_BASE", "http://gemini"),
@@ -105,15 +105,9 @@ fn enrich_job(sim: &mut Sim, books: u32) -> String {
     )
 }
 
-fn csv_job(sim: &mut Sim, file: &[u8]) -> String {
+pub(super) fn csv_job(sim: &mut Sim, file: &[u8]) -> String {
     let (header, cursor) = read_header(file, true).unwrap();
-    let work = Work::Csv(CsvWork {
-        header,
-        cursor,
-        totals: ImportTotals::default(),
-        bytes: file.len(),
-        result_slices: 0,
-    });
+    let work = Work::Csv(CsvWork::new(header, cursor, file.len()));
     let inputs: Vec<(String, Vec<u8>)> = keys::slices(keys::CSV_INPUT_PREFIX, file.len())
         .into_iter()
         .map(|(key, range)| (key, file[range].to_vec()))
@@ -156,29 +150,22 @@ fn google_books(request: &crate::host::Outbound) -> Scripted {
     Scripted::After(5, Answer::new(200, body.to_string()))
 }
 
-fn open(sim: &Sim) -> Rc<MemSocket> {
+pub(super) fn open(sim: &Sim) -> Rc<MemSocket> {
     sim.host.open_socket(SocketTag::default())
 }
 
-fn say(sim: &mut Sim, socket: &Rc<MemSocket>, text: &'static str) {
+pub(super) fn say(sim: &mut Sim, socket: &Rc<MemSocket>, text: &'static str) {
     let socket = socket.clone();
     sim.request(|e| async move { e.on_message(&socket, ClientFrame::Text(text)).await });
 }
 
-fn status(sim: &Sim) -> Option<String> {
+pub(super) fn status(sim: &Sim) -> Option<String> {
     sim.engine
         .with_job(|job| job.record.state.status.as_str().to_string())
 }
 
-fn results(sim: &mut Sim, token: &str, segment: &'static str) -> Value {
-    let token = token.to_string();
-    sim.request(|e| async move { e.results(Some(&token), segment, &Default::default()).await })
-        .expect("results")
-        .1
-}
-
 /// Runs until the job ends (or the limit), returning the time it ended at.
-fn run_to_end(sim: &mut Sim, limit: Millis) -> Millis {
+pub(super) fn run_to_end(sim: &mut Sim, limit: Millis) -> Millis {
     let engine = sim.engine.clone();
     let ended = sim.run(
         || {
@@ -390,7 +377,7 @@ fn the_job_ends_the_same_when_the_engine_is_dropped_mid_step() {
             say(&mut sim, &socket, r#"{"type":"ready"}"#);
             run_to_end(&mut sim, T0 + 600_000);
             assert_eq!(status(&sim).as_deref(), Some("complete"), "{name}");
-            results(&mut sim, &token, segment)
+            sim.all_results(&token, segment, None)
         };
         // Drop the engine a quarter, half and three quarters of the way, each time in the
         // middle of a step (between two of its awaits).
@@ -428,7 +415,7 @@ fn the_job_ends_the_same_when_the_engine_is_dropped_mid_step() {
                 "{name} {quarter}/4"
             );
             assert_eq!(
-                results(&mut sim, &token, segment),
+                sim.all_results(&token, segment, None),
                 undisturbed,
                 "{name}: evicted {quarter}/4 of the way"
             );
@@ -827,7 +814,7 @@ fn failed_writes_never_strand_a_job() {
         match *ends {
             "complete" => {
                 assert_eq!(socket.close_code(), Some(1000), "{failing}");
-                let books = results(&mut sim, &token, "enrichment")["books"].clone();
+                let books = sim.all_results(&token, "enrichment", None)["books"].clone();
                 assert_eq!(books.as_array().unwrap().len(), 12, "nothing lost");
             }
             _ => {
@@ -959,7 +946,7 @@ fn a_photo_with_many_long_titles_is_stored_in_bounded_parts() {
         .count();
     assert!(parts >= 3, "split into {parts} parts");
     assert_eq!(
-        results(&mut sim, &token, "scan")["books"]
+        sim.all_results(&token, "scan", None)["books"]
             .as_array()
             .unwrap()
             .len(),

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 /// What a job is working through and how far it got, one variant per pipeline. Stored under
 /// its own key and written in the same operation as the job's core at every checkpoint. The
 /// `kind` tags are a storage format (see `crate::keys`).
+// One per job object, cloned at checkpoints: boxing the larger variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Work {

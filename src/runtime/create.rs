@@ -19,7 +19,7 @@ use crate::limits::{
 };
 use crate::multipart;
 use crate::pipelines::csv::{
-    format_hint, read_header_with, CsvWork, HeaderError, ImportTotals, MAX_HEADER_COLUMNS,
+    format_hint, read_header_with, CsvWork, HeaderError, MAX_HEADER_COLUMNS,
 };
 use crate::pipelines::enrich::{self, EnrichWork};
 use crate::pipelines::scan::image::kind_from_media_type;
@@ -177,13 +177,7 @@ pub async fn csv_import(ctx: &Ctx<'_>, req: &mut Request) -> Result<Response, Ap
         job_id,
         pipeline: Pipeline::CsvImport,
         total_count: 0,
-        work: Work::Csv(CsvWork {
-            header,
-            cursor,
-            totals: ImportTotals::default(),
-            bytes: file.len(),
-            result_slices: 0,
-        }),
+        work: Work::Csv(CsvWork::new(header, cursor, file.len())),
         blobs: blobs_for(keys::CSV_INPUT_PREFIX, file.len()),
         idempotency,
     };

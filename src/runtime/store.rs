@@ -7,8 +7,7 @@ use worker::js_sys::{self, Object, Reflect, Uint8Array};
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::{ListOptions, ScheduledTime, Storage};
 
-/// The runtime deletes and puts at most this many keys per call.
-const KEYS_PER_CALL: usize = 128;
+use crate::host::MAX_KEYS_PER_WRITE as KEYS_PER_CALL;
 
 pub fn storage_error(e: worker::Error) -> StorageError {
     StorageError(e.to_string())

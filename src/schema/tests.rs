@@ -98,8 +98,9 @@ fn csv_summary() -> Value {
         errors: 3,
         duplicates: 1,
         invalid_utf8_rows: 0,
+        warnings: 2,
     };
-    serde_json::to_value(CsvSummary::new(&totals, Format::Goodreads, 412)).unwrap()
+    serde_json::to_value(CsvSummary::new(&totals, Format::Goodreads, 412, 3, 1)).unwrap()
 }
 
 fn scan_summary() -> Value {
@@ -333,16 +334,22 @@ fn what_the_worker_sends_validates() {
                             series: None,
                             series_number: None,
                         }],
-                        vec![RowError {
-                            line: 8,
-                            title: None,
-                            error: "missing title".into(),
-                        }],
-                        vec![RowWarning {
+                        vec![
+                            serde_json::to_value(RowError::new(8, None, "missing title".into()))
+                                .unwrap(),
+                            serde_json::to_value(RowError::new(
+                                9,
+                                Some("x".repeat(5_000)),
+                                "unreadable ISBN".into(),
+                            ))
+                            .unwrap(),
+                        ],
+                        vec![serde_json::to_value(RowWarning {
                             line: 4,
                             field: "isbn".into(),
                             warning: "w".into(),
-                        }],
+                        })
+                        .unwrap()],
                         &ImportTotals::default(),
                     ),
                     next_cursor: Some("c1".into()),

@@ -34,6 +34,11 @@ pub struct Book {
     pub series_number: Option<String>,
 }
 
+/// The most bytes of text a book's field, an error's title or message, or a warning keeps
+/// (contract 9.2's "1 KiB of a bad record"): longer text is cut at a character boundary, so
+/// one hostile row cannot make a stored value or a results page large.
+pub const MAX_FIELD_BYTES: usize = 1024;
+
 /// A row that could not become a book. It never fails the import.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
@@ -44,6 +49,29 @@ pub struct RowError {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
     pub error: String,
+    /// The title or the message was cut to [`MAX_FIELD_BYTES`]. Sent only when true.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("const" = true)))]
+    pub truncated: bool,
+}
+
+impl RowError {
+    /// The error for the record at `line`, its title and message cut to [`MAX_FIELD_BYTES`].
+    pub fn new(line: u64, title: Option<String>, error: String) -> Self {
+        let mut row_error = Self {
+            line,
+            title,
+            error,
+            truncated: false,
+        };
+        let title_cut = row_error
+            .title
+            .as_mut()
+            .is_some_and(|title| crate::text::cut_in_place(title, MAX_FIELD_BYTES));
+        let error_cut = crate::text::cut_in_place(&mut row_error.error, MAX_FIELD_BYTES);
+        row_error.truncated = title_cut || error_cut;
+        row_error
+    }
 }
 
 /// Something worth telling the user about a row that was still imported: a value repaired or
@@ -74,6 +102,9 @@ pub struct ImportTotals {
     pub errors: u64,
     pub duplicates: u64,
     pub invalid_utf8_rows: u64,
+    /// Warnings about kept rows, all of them (not every one is kept in the results).
+    #[serde(default)]
+    pub warnings: u64,
 }
 
 /// The contract's results document.
@@ -658,13 +689,19 @@ pub(crate) mod tests {
                 }),
             ),
             (
-                serde_json::to_value(RowError {
-                    line: 3,
-                    title: None,
-                    error: "missing title".into(),
-                })
-                .unwrap(),
+                serde_json::to_value(RowError::new(3, None, "missing title".into())).unwrap(),
                 serde_json::json!({"line": 3, "error": "missing title"}),
+            ),
+            (
+                serde_json::to_value(RowError::new(5, Some("é".repeat(600)), "bad".into()))
+                    .unwrap(),
+                serde_json::json!({
+                    "line": 5, "title": "é".repeat(512), "error": "bad", "truncated": true
+                }),
+            ),
+            (
+                serde_json::to_value(RowError::new(6, None, "x".repeat(1025))).unwrap(),
+                serde_json::json!({"line": 6, "error": "x".repeat(1024), "truncated": true}),
             ),
             (
                 serde_json::to_value(RowWarning {
@@ -691,7 +728,7 @@ pub(crate) mod tests {
                     ..Default::default()
                 })
                 .unwrap(),
-                serde_json::json!({"dataRecords": 1, "books": 0, "errors": 0, "duplicates": 0, "invalidUtf8Rows": 1}),
+                serde_json::json!({"dataRecords": 1, "books": 0, "errors": 0, "duplicates": 0, "invalidUtf8Rows": 1, "warnings": 0}),
             ),
         ];
         for (got, want) in cases {

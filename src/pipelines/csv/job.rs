@@ -1,16 +1,22 @@
-//! The CSV import as a job: the upload parsed in bounded runs, rows stored in result slices.
+//! The CSV import as a job: the upload parsed in bounded runs, its results kept bounded
+//! (see [`super::store`]) and read back a page at a time.
 
+use super::store::{
+    json_len, read_slice, results_budget, Pending, StoreLayout, StoredResults, MAX_KEPT_ERRORS,
+};
 use super::{
     apply_patches, count_data_records, parse_slice, Book, BookPatch, BookRef, CsvResultsPage,
     CsvSummary, Cursor, Deduper, Header, ImportTotals, RowError, RowWarning,
 };
-use crate::host::{Batch, StorageError};
+use crate::error::ErrorCode;
+use crate::host::{Batch, StorageError, Stored};
+use crate::job::JobError;
 use crate::keys;
 use crate::pipeline::{read_slices, Attempt, Ctx, Pipeline, ResultsPage, StepFailure, StepOutcome};
-use crate::results::PageRequest;
+use crate::results::{PageBudget, PageRequest, Position, MAX_PAGE_BYTES};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 /// Records per progress update: one update every few milliseconds of parsing.
@@ -18,10 +24,14 @@ const RECORDS_PER_UPDATE: usize = 500;
 /// Records per run of the process task, sized well under the CPU limit (about 50 ms in
 /// workerd) so that a cancel or a socket never waits long for the object.
 const RECORDS_PER_RUN: usize = 5_000;
-/// Books per stored result slice: about 400 KB of JSON, far under the 2 MB value limit.
-const BOOKS_PER_SLICE: usize = 2_000;
+/// Input parsed between checkpoints at most: what is buffered for the next one stays a few
+/// MiB whatever the rows hold, and so does a checkpoint's write.
+const INPUT_BYTES_PER_CHECKPOINT: u64 = 1024 * 1024;
+/// Stored values listed at once when the whole set must be walked (rebuilding the deduper).
+const VALUES_PER_LIST: usize = 16;
 
-/// A CSV import's progress: the header read at upload, and how far the parser got.
+/// A CSV import's progress: the header read at upload, how far the parser got, and what of
+/// the results is stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CsvWork {
@@ -31,11 +41,39 @@ pub struct CsvWork {
     pub totals: ImportTotals,
     /// The upload's size, which names its storage slices.
     pub bytes: usize,
-    /// How many result slices are stored; the next one gets this number.
+    /// How many v1 result slices are stored (v1 layout only).
     pub result_slices: u32,
+    /// Imports stored by v1 read as [`StoreLayout::V1`].
+    #[serde(default)]
+    pub layout: StoreLayout,
+    /// v1 slices moved into the bounded layout so far, while a v1 import resumes.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub migrated_slices: u32,
+    #[serde(default)]
+    pub store: StoredResults,
 }
 
-/// Parsed rows; the unit of a stored result slice, and the buffer of rows not yet stored.
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl CsvWork {
+    /// A new import of an upload of `bytes` whose data starts at `cursor`.
+    pub fn new(header: Header, cursor: Cursor, bytes: usize) -> Self {
+        Self {
+            header,
+            cursor,
+            totals: ImportTotals::default(),
+            bytes,
+            result_slices: 0,
+            layout: StoreLayout::Bounded,
+            migrated_slices: 0,
+            store: StoredResults::default(),
+        }
+    }
+}
+
+/// A v1 result slice: books, errors, warnings and merges of one checkpoint together.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct ResultSlice {
     pub books: Vec<Book>,
@@ -47,15 +85,6 @@ pub struct ResultSlice {
     pub patches: Vec<BookPatch>,
 }
 
-impl ResultSlice {
-    fn is_empty(&self) -> bool {
-        self.books.is_empty()
-            && self.errors.is_empty()
-            && self.warnings.is_empty()
-            && self.patches.is_empty()
-    }
-}
-
 /// The import's caches: all can be rebuilt from storage after an eviction.
 #[derive(Debug, Default)]
 pub struct CsvImport {
@@ -64,13 +93,62 @@ pub struct CsvImport {
     /// Dedupe memory: kept across runs, rebuilt from the stored books after an eviction (the
     /// rows parsed but not yet stored are parsed again from the cursor, so they are not in it).
     deduper: RefCell<Option<Deduper>>,
-    /// Rows parsed since the last checkpoint.
-    pending: RefCell<ResultSlice>,
+    /// Results parsed since the last checkpoint.
+    pending: RefCell<Pending>,
+    /// The input offset of the last checkpoint's cursor.
+    checkpointed_at: Cell<Option<u64>>,
 }
 
 fn work(ctx: &impl Ctx<CsvWork>) -> Result<CsvWork, StepFailure> {
     ctx.with_work(|w| w.clone())
         .ok_or_else(|| StepFailure::internal("import work is missing"))
+}
+
+/// Why an import whose results would outgrow their budget fails: such a file (rows of a byte
+/// or two, or text that JSON must escape) is not a reading history.
+fn over_budget(work: &CsvWork) -> StepFailure {
+    StepFailure::Permanent(JobError {
+        code: ErrorCode::InvalidRequest,
+        message: format!(
+            "this file's results would take more than twice its {} bytes to store; \
+             it does not look like a reading-history export",
+            work.bytes
+        ),
+        retryable: false,
+    })
+}
+
+/// Calls `f` with every value stored under `prefix`, in key order, a few at a time.
+async fn for_each_value(
+    ctx: &impl Ctx<CsvWork>,
+    prefix: &str,
+    mut f: impl FnMut(&str, &Stored),
+) -> Result<(), StorageError> {
+    let mut after: Option<String> = None;
+    loop {
+        let values = ctx
+            .list(prefix, after.as_deref(), Some(VALUES_PER_LIST))
+            .await?;
+        for (key, value) in &values {
+            f(key, value);
+        }
+        match values.last() {
+            Some((key, _)) if values.len() == VALUES_PER_LIST => after = Some(key.clone()),
+            _ => return Ok(()),
+        }
+    }
+}
+
+/// The JSON arrays stored under `prefix` (errors or warnings), joined.
+async fn read_list(ctx: &impl Ctx<CsvWork>, prefix: &str) -> Result<Vec<Value>, StorageError> {
+    let mut items = Vec::new();
+    for_each_value(ctx, prefix, |_, value| {
+        if let Ok(Value::Array(part)) = value.json::<Value>() {
+            items.extend(part);
+        }
+    })
+    .await?;
+    Ok(items)
 }
 
 impl CsvImport {
@@ -87,34 +165,157 @@ impl CsvImport {
         Ok(file)
     }
 
-    async fn stored_slices(
-        &self,
-        ctx: &impl Ctx<CsvWork>,
-    ) -> Result<Vec<ResultSlice>, StorageError> {
-        let stored = ctx.list(keys::CSV_RESULT_PREFIX, None, None).await?;
-        Ok(stored
-            .iter()
-            .filter_map(|(_, value)| value.json::<ResultSlice>().ok())
-            .collect())
-    }
-
+    /// The deduper, rebuilt after an eviction from the stored books and then their merges,
+    /// read a few values at a time.
     async fn deduper(&self, ctx: &impl Ctx<CsvWork>) -> Result<Deduper, StorageError> {
         if let Some(deduper) = self.deduper.borrow_mut().take() {
             return Ok(deduper);
         }
         let mut deduper = Deduper::default();
-        let slices = self.stored_slices(ctx).await?;
-        for slice in &slices {
-            slice.books.iter().for_each(|book| deduper.remember(book));
-        }
-        for slice in &slices {
-            slice
-                .patches
-                .iter()
-                .for_each(|patch| deduper.remember_patch(patch));
-        }
+        for_each_value(ctx, keys::CSV_BOOKS_PREFIX, |_, value| {
+            if let Ok(books) = value.json::<Vec<Book>>() {
+                books.iter().for_each(|book| deduper.remember(book));
+            }
+        })
+        .await?;
+        for_each_value(ctx, keys::CSV_PATCHES_PREFIX, |_, value| {
+            if let Ok(patches) = value.json::<Vec<BookPatch>>() {
+                patches
+                    .iter()
+                    .for_each(|patch| deduper.remember_patch(patch));
+            }
+        })
+        .await?;
         Ok(deduper)
     }
+
+    /// Moves one v1 result slice into the bounded layout, in order, and checkpoints; the
+    /// import parses on once all are moved. The v1 values go when the import ends.
+    async fn migrate_one(
+        &self,
+        ctx: &impl Ctx<CsvWork>,
+        work: &CsvWork,
+    ) -> Result<(), StepFailure> {
+        if work.migrated_slices < work.result_slices {
+            let key = keys::csv_result(work.migrated_slices);
+            let stored = ctx.read(std::slice::from_ref(&key)).await?;
+            let slice = match stored.json::<ResultSlice>(&key) {
+                Some(Ok(slice)) => slice,
+                Some(Err(e)) => return Err(StepFailure::internal(format!("{key}: {e}"))),
+                None => ResultSlice::default(),
+            };
+            ctx.with_work(|w| {
+                let mut pending = self.pending.borrow_mut();
+                pending.add_books(&w.store, slice.books, slice.patches);
+                pending.add_errors(&w.store, slice.errors);
+                // v1 counted no warnings; the ones it stored are counted as they move.
+                w.totals.warnings += slice.warnings.len() as u64;
+                pending.add_warnings(&w.store, slice.warnings);
+                w.migrated_slices += 1;
+            });
+        }
+        ctx.with_work(|w| {
+            if w.migrated_slices >= w.result_slices {
+                w.layout = StoreLayout::Bounded;
+            }
+        });
+        ctx.checkpoint("results.migrated").await?;
+        Ok(())
+    }
+
+    /// A stored book slice with the merges into it applied.
+    async fn book_slice(
+        &self,
+        ctx: &impl Ctx<CsvWork>,
+        store: &StoredResults,
+        slice: u32,
+    ) -> Result<Vec<Book>, StorageError> {
+        let key = keys::csv_books(slice);
+        let stored = ctx.read(std::slice::from_ref(&key)).await?;
+        let books = stored.require_bytes(&key)?;
+        let patches = if store.patch_parts > 0 {
+            ctx.list(&keys::csv_patches_prefix(slice), None, None)
+                .await?
+        } else {
+            Vec::new()
+        };
+        let texts: Vec<&str> = patches
+            .iter()
+            .filter_map(|(_, value)| std::str::from_utf8(value.as_bytes()).ok())
+            .collect();
+        let first = BookRef(store.slice_range(slice).start);
+        std::str::from_utf8(books)
+            .ok()
+            .and_then(|text| read_slice(first, text, &texts))
+            .ok_or_else(|| StorageError(format!("{key} is not a book slice")))
+    }
+
+    /// Results of an import that v1 stored and finished: its slices read whole, as v1 did.
+    async fn v1_results(
+        &self,
+        ctx: &impl Ctx<CsvWork>,
+        page: PageRequest,
+        totals: ImportTotals,
+    ) -> Result<ResultsPage, StorageError> {
+        let mut all = ResultSlice::default();
+        for (_, value) in ctx.list(keys::CSV_RESULT_PREFIX, None, None).await? {
+            if let Ok(mut slice) = value.json::<ResultSlice>() {
+                all.books.append(&mut slice.books);
+                all.errors.append(&mut slice.errors);
+                all.warnings.append(&mut slice.warnings);
+                all.patches.append(&mut slice.patches);
+            }
+        }
+        apply_patches(&mut all.books, BookRef(0), &all.patches);
+        let first_page = page.is_first();
+        all.errors.truncate(MAX_KEPT_ERRORS as usize);
+        let (errors, warnings) = if first_page {
+            (to_values(&all.errors), to_values(&all.warnings))
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let start = page.after.map_or(0, |at| at.major);
+        let mut position = start;
+        let mut next_books = all.books.into_iter().skip(start as usize);
+        page_of_books(page, totals, errors, warnings, |budget, books| {
+            for book in next_books.by_ref() {
+                if !budget.take(json_len(&book) as usize, books.is_empty()) {
+                    return Some(position);
+                }
+                books.push(book);
+                position += 1;
+            }
+            None
+        })
+    }
+}
+
+/// Entries as they go into a results page.
+fn to_values<T: Serialize>(entries: &[T]) -> Vec<Value> {
+    entries
+        .iter()
+        .filter_map(|entry| serde_json::to_value(entry).ok())
+        .collect()
+}
+
+/// A results page: `books` filled by `fill` within the page's budget (it returns where the
+/// next page starts when books remain), errors and warnings first when given.
+fn page_of_books(
+    page: PageRequest,
+    totals: ImportTotals,
+    errors: Vec<Value>,
+    warnings: Vec<Value>,
+    fill: impl FnOnce(&mut PageBudget, &mut Vec<Book>) -> Option<u64>,
+) -> Result<ResultsPage, StorageError> {
+    let mut budget = PageBudget::new(page.limit, MAX_PAGE_BYTES);
+    budget.spend(json_len(&errors) as usize + json_len(&warnings) as usize);
+    let mut books = Vec::new();
+    let next = fill(&mut budget, &mut books);
+    let document = CsvResultsPage::new(books, errors, warnings, &totals);
+    Ok(ResultsPage {
+        document: serde_json::to_value(document).unwrap_or_default(),
+        next: next.map(|major| Position { major, minor: 0 }),
+    })
 }
 
 impl Pipeline for CsvImport {
@@ -136,9 +337,18 @@ impl Pipeline for CsvImport {
         _attempt: Attempt,
     ) -> Result<StepOutcome, StepFailure> {
         let mut work = work(ctx)?;
+        if work.store.over_budget {
+            return Err(over_budget(&work));
+        }
+        if work.layout == StoreLayout::V1 {
+            self.migrate_one(ctx, &work).await?;
+            return Ok(StepOutcome::Continue { delay_ms: 0 });
+        }
         let file = self.file(ctx, &work).await?;
         let mut deduper = self.deduper(ctx).await?;
         let total = ctx.total_count();
+        let checkpointed_at = self.checkpointed_at.get().unwrap_or(work.cursor.offset);
+        self.checkpointed_at.set(Some(checkpointed_at));
         let mut parsed_this_run = 0;
         let mut done = false;
         while parsed_this_run < RECORDS_PER_RUN && !done {
@@ -155,21 +365,26 @@ impl Pipeline for CsvImport {
             );
             parsed_this_run += (work.totals.data_records - before) as usize;
             done = out.done;
-            {
-                let mut pending = self.pending.borrow_mut();
-                pending.books.extend(out.books);
-                pending.errors.extend(out.errors);
-                pending.warnings.extend(out.warnings);
-                pending.patches.extend(out.patches);
-            }
             work.cursor = out.cursor;
             let (cursor, totals) = (work.cursor, work.totals);
             ctx.with_work(|w| {
                 w.cursor = cursor;
                 w.totals = totals;
+                let mut pending = self.pending.borrow_mut();
+                pending.add_books(&w.store, out.books, out.patches);
+                pending.add_errors(&w.store, out.errors);
+                pending.add_warnings(&w.store, out.warnings);
             });
             let item = format!("Imported {} of {total} rows", totals.data_records);
             ctx.progress(totals.data_records, Some(item)).await?;
+            let since = cursor.offset - self.checkpointed_at.get().unwrap_or(0);
+            if since >= INPUT_BYTES_PER_CHECKPOINT {
+                ctx.checkpoint("results").await?;
+            }
+            if ctx.with_work(|w| w.store.over_budget).unwrap_or(false) {
+                *self.deduper.borrow_mut() = None;
+                return Err(over_budget(&work));
+            }
         }
         *self.deduper.borrow_mut() = Some(deduper);
         Ok(if done {
@@ -181,66 +396,98 @@ impl Pipeline for CsvImport {
 
     async fn summary(&self, ctx: &impl Ctx<CsvWork>) -> Result<Value, StepFailure> {
         let work = work(ctx)?;
-        let summary = CsvSummary::new(&work.totals, work.header.format, ctx.processing_ms());
+        // The last checkpoint comes after the summary: what it will store counts too.
+        let (errors_kept, warnings_kept) = {
+            let pending = self.pending.borrow();
+            (
+                work.store.errors_kept + pending.errors.len() as u64,
+                work.store.warnings_kept + pending.warnings.len() as u64,
+            )
+        };
+        let summary = CsvSummary::new(
+            &work.totals,
+            work.header.format,
+            ctx.processing_ms(),
+            errors_kept,
+            warnings_kept,
+        );
         Ok(serde_json::to_value(summary).unwrap_or_default())
     }
 
     async fn results(
         &self,
         ctx: &impl Ctx<CsvWork>,
-        _page: PageRequest,
+        page: PageRequest,
     ) -> Result<ResultsPage, StorageError> {
-        let totals = ctx.with_work(|w| w.totals).unwrap_or_default();
-        let mut all = ResultSlice::default();
-        for mut slice in self.stored_slices(ctx).await? {
-            all.books.append(&mut slice.books);
-            all.errors.append(&mut slice.errors);
-            all.warnings.append(&mut slice.warnings);
-            all.patches.append(&mut slice.patches);
+        let Some(work) = ctx.with_work(|w| w.clone()) else {
+            return Err(StorageError("import work is missing".into()));
+        };
+        if work.layout == StoreLayout::V1 {
+            return self.v1_results(ctx, page, work.totals).await;
         }
-        apply_patches(&mut all.books, BookRef(0), &all.patches);
-        let page = CsvResultsPage::new(all.books, all.errors, all.warnings, &totals);
-        Ok(ResultsPage::whole(
-            serde_json::to_value(page).unwrap_or_default(),
-        ))
+        let (errors, warnings) = if page.is_first() {
+            (
+                read_list(ctx, keys::CSV_ERRORS_PREFIX).await?,
+                read_list(ctx, keys::CSV_WARNINGS_PREFIX).await?,
+            )
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let store = &work.store;
+        let mut position = page.after.map_or(0, |at| at.major);
+        // The slices this page needs, read one at a time before filling it.
+        let mut slices: Vec<Vec<Book>> = Vec::new();
+        let mut estimate = 0usize;
+        let mut at = position;
+        while let Some(slice) = store.slice_of(at) {
+            if estimate >= MAX_PAGE_BYTES || at - position >= page.limit as u64 {
+                break;
+            }
+            let books = self.book_slice(ctx, store, slice).await?;
+            let range = store.slice_range(slice);
+            let skip = (at - range.start) as usize;
+            estimate += books
+                .iter()
+                .skip(skip)
+                .map(|b| json_len(b) as usize)
+                .sum::<usize>();
+            slices.push(books.into_iter().skip(skip).collect());
+            at = range.end;
+        }
+        let total_books = store.books;
+        page_of_books(page, work.totals, errors, warnings, |budget, books| {
+            for book in slices.into_iter().flatten() {
+                if !budget.take(json_len(&book) as usize, books.is_empty()) {
+                    return Some(position);
+                }
+                books.push(book);
+                position += 1;
+            }
+            (position < total_books).then_some(position)
+        })
     }
 
-    /// The upload is deleted once the import has ended; the results stay until cleanup.
+    /// The upload is deleted once the import has ended, and so are the v1 slices it was
+    /// moved from; the results stay until cleanup.
     async fn after_end(&self, ctx: &impl Ctx<CsvWork>) -> Result<(), StorageError> {
         *self.file.borrow_mut() = None;
         *self.deduper.borrow_mut() = None;
-        let Some(bytes) = ctx.with_work(|w| w.bytes) else {
+        let Some(work) = ctx.with_work(|w| w.clone()) else {
             return Ok(());
         };
-        ctx.delete(keys::slice_keys(keys::CSV_INPUT_PREFIX, bytes))
-            .await
+        let mut gone = keys::slice_keys(keys::CSV_INPUT_PREFIX, work.bytes);
+        if work.layout == StoreLayout::Bounded {
+            gone.extend((0..work.result_slices).map(keys::csv_result));
+        }
+        ctx.delete(gone).await
     }
 
-    /// Moves the buffered rows into numbered result slices, advancing the slice counter in
-    /// the work that is written in the same operation.
+    /// Moves the buffered results into the checkpoint's write, within the upload's budget.
     fn drain_pending(&self, work: &mut CsvWork, batch: &mut Batch) {
-        let pending = std::mem::take(&mut *self.pending.borrow_mut());
-        if pending.is_empty() {
-            return;
-        }
-        let mut books = pending.books.into_iter().peekable();
-        let (mut errors, mut warnings, mut patches) = (
-            Some(pending.errors),
-            Some(pending.warnings),
-            Some(pending.patches),
-        );
-        loop {
-            let slice = ResultSlice {
-                books: books.by_ref().take(BOOKS_PER_SLICE).collect(),
-                errors: errors.take().unwrap_or_default(),
-                warnings: warnings.take().unwrap_or_default(),
-                patches: patches.take().unwrap_or_default(),
-            };
-            batch.json(&keys::csv_result(work.result_slices), &slice);
-            work.result_slices += 1;
-            if books.peek().is_none() {
-                return;
-            }
-        }
+        let budget = results_budget(work.bytes as u64);
+        self.pending
+            .borrow_mut()
+            .drain_into(&mut work.store, budget, batch);
+        self.checkpointed_at.set(Some(work.cursor.offset));
     }
 }

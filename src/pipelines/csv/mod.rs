@@ -52,10 +52,11 @@ mod padded;
 mod reader;
 mod repair;
 mod slice;
+pub mod store;
 
 pub use book::{
     apply_patches, Admission, Book, BookPatch, BookRef, Deduper, ImportResults, ImportTotals,
-    MergeField, RowError, RowWarning,
+    MergeField, RowError, RowWarning, MAX_FIELD_BYTES,
 };
 pub use dialect::{Delimiter, Encoding};
 pub use document::{CsvResultsPage, CsvSummary};

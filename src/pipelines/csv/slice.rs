@@ -2,6 +2,7 @@
 
 use super::book::{
     Admission, Book, BookPatch, BookRef, Deduper, ImportTotals, RowError, RowWarning,
+    MAX_FIELD_BYTES,
 };
 use super::cells::{
     parse_date_read, read_rating, resolve_identifier, split_series, Identifier, IsbnNote, Rating,
@@ -11,6 +12,7 @@ use super::header::{Header, MAX_HEADER_COLUMNS};
 use super::reader::{Dialect, FieldView, RawRecord, RecordReader, Step, MAX_RECORD_BYTES};
 use super::repair::unwrap_wrapped;
 use super::Cursor;
+use crate::text;
 use std::borrow::Cow;
 
 const MISSING_TITLE: &str = "missing title";
@@ -126,18 +128,43 @@ struct Row<'a> {
 }
 
 impl<'a> Row<'a> {
-    /// A field decoded and trimmed; empty when the record is too short to have it.
+    /// A field decoded, with its stray control characters made spaces ([`text::without_controls`])
+    /// and trimmed; empty when the record is too short to have it.
     fn cell(&self, column: usize) -> Cow<'a, str> {
         match decode(
             self.fields.field(column).unwrap_or_default(),
             self.windows_1252,
         ) {
-            Cow::Borrowed(text) => Cow::Borrowed(text.trim()),
-            Cow::Owned(text) => Cow::Owned(text.trim().to_string()),
+            Cow::Borrowed(decoded) => match text::without_controls(decoded) {
+                Cow::Borrowed(clean) => Cow::Borrowed(clean.trim()),
+                Cow::Owned(clean) => Cow::Owned(clean.trim().to_string()),
+            },
+            Cow::Owned(decoded) => Cow::Owned(text::without_controls(&decoded).trim().to_string()),
         }
     }
 
-    fn warn(&self, warnings: &mut Vec<RowWarning>, field: &str, warning: String) {
+    /// A field of the book, cut to [`MAX_FIELD_BYTES`] with a warning when longer.
+    fn bounded(
+        &self,
+        field: &str,
+        value: Cow<'a, str>,
+        warnings: &mut Vec<RowWarning>,
+    ) -> Cow<'a, str> {
+        if value.len() <= MAX_FIELD_BYTES {
+            return value;
+        }
+        let warning = format!(
+            "{} bytes long: cut to the first {MAX_FIELD_BYTES}",
+            value.len()
+        );
+        self.warn(warnings, field, warning);
+        Cow::Owned(text::cut(&value, MAX_FIELD_BYTES).to_string())
+    }
+
+    /// A warning about `field`; its text, which may quote the cell, is cut to
+    /// [`MAX_FIELD_BYTES`].
+    fn warn(&self, warnings: &mut Vec<RowWarning>, field: &str, mut warning: String) {
+        text::cut_in_place(&mut warning, MAX_FIELD_BYTES);
         warnings.push(RowWarning {
             line: self.line,
             field: field.to_string(),
@@ -158,11 +185,11 @@ fn import_record(
     totals.data_records += 1;
     if record.too_long {
         totals.errors += 1;
-        output.errors.push(RowError {
-            line: record.start.line,
-            title: None,
-            error: format!("record too long: more than {MAX_RECORD_BYTES} bytes"),
-        });
+        output.errors.push(RowError::new(
+            record.start.line,
+            None,
+            format!("record too long: more than {MAX_RECORD_BYTES} bytes"),
+        ));
         return;
     }
     let mut warnings = Vec::new();
@@ -200,15 +227,12 @@ fn import_record(
         Ok(book) => book,
         Err((title, error)) => {
             totals.errors += 1;
-            output.errors.push(RowError {
-                line: row.line,
-                title,
-                error,
-            });
+            output.errors.push(RowError::new(row.line, title, error));
             return;
         }
     };
     // Warnings are about books kept: a row that became an error says so itself.
+    totals.warnings += warnings.len() as u64;
     output.warnings.append(&mut warnings);
     match deduper.admit(&book) {
         Admission::New(_) => {
@@ -318,15 +342,20 @@ fn record_to_book(
             row.warn(warnings, "dateRead", warning);
         }
     }
+    let title = row.bounded("title", title, warnings);
     let series = split_series(&title);
+    let author = optional(header.author).map(|author| row.bounded("author", author, warnings));
+    let identifier = identifier.map(|other| {
+        row.bounded("identifier", Cow::Owned(other), warnings)
+            .into_owned()
+    });
+    let shelf = optional(header.shelf).map(|shelf| row.bounded("shelf", shelf, warnings));
     Ok(Book {
-        author: optional(header.author)
-            .map(Cow::into_owned)
-            .unwrap_or_default(),
+        author: author.map(Cow::into_owned).unwrap_or_default(),
         isbn,
         isbn10,
         identifier,
-        shelf: optional(header.shelf).map(Cow::into_owned),
+        shelf: shelf.map(Cow::into_owned),
         rating,
         date_read,
         series: series.as_ref().map(|s| s.series.to_string()),
@@ -417,11 +446,7 @@ pub(crate) mod tests {
     }
 
     fn error(line: u64, title: Option<&str>, error: &str) -> RowError {
-        RowError {
-            line,
-            title: title.map(Into::into),
-            error: error.into(),
-        }
+        RowError::new(line, title.map(Into::into), error.into())
     }
 
     /// A Goodreads row from the fields that matter; the rest are filled in.
@@ -680,6 +705,7 @@ pub(crate) mod tests {
             errors: 3,
             duplicates: 2,
             invalid_utf8_rows: 1,
+            warnings: 0,
         };
         assert_eq!(import.totals, totals);
         assert_eq!(success_rate(&import.totals), "2/7");
