@@ -105,8 +105,15 @@ impl UpgradeQuery {
     }
 }
 
-/// What a client may send.
+/// What a client may send. Read by [`parse_client_text`], not by serde; the schema
+/// (`ready`, `cancel`, `ping` in docs/schema/protocol.json) gives the shape it accepts: an
+/// object whose `type` names the message, other members ignored.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(
+    not(target_arch = "wasm32"),
+    derive(schemars::JsonSchema),
+    schemars(tag = "type", rename_all = "snake_case")
+)]
 pub enum ClientMessage {
     Ready,
     Cancel,
@@ -203,6 +210,7 @@ pub enum ServerMessage {
         /// The events the client missed can no longer be replayed: it should read the job's
         /// state and results instead.
         #[serde(skip_serializing_if = "std::ops::Not::not")]
+        #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("const" = true)))]
         resync: bool,
     },
     JobStarted {

@@ -5,8 +5,13 @@
 //! ([`ServerMessage`] in its [`Envelope`], the HTTP [`envelope`](crate::envelope) around each
 //! answer's data type, each pipeline's summary and results page), then adds what types cannot
 //! say: which summary goes with which pipeline, and which fields a job has in which status.
-//! `$defs` holds one entry per server message `type` and one per HTTP answer (see
-//! [`MESSAGES`] and [`ANSWERS`]); the types they use sit beside them under their own names.
+//! `$defs` holds one entry per server message `type`, one per client message `type` and one
+//! per HTTP answer (see [`MESSAGES`], [`CLIENT_MESSAGES`] and [`ANSWERS`]), the unions
+//! `ServerMessage` and `ClientMessage`, and the types they use under their own names.
+//!
+//! Objects are open in the file, as the contract wants clients to ignore members they do not
+//! know. The tests check the wire against [`closed`], the same schema with every object
+//! closed, so a member the types do not name fails them.
 //!
 //! The checked-in file must equal the generated one: `cargo test --lib schema` fails when it
 //! does not, and `UPDATE_SCHEMA=1 cargo test --lib schema` rewrites it.
@@ -18,8 +23,9 @@ use crate::pipelines::csv::{CsvResultsPage, CsvSummary};
 use crate::pipelines::enrich::{EnrichmentResultsPage, EnrichmentSummary};
 use crate::pipelines::scan::{ScanResultsPage, ScanSummary};
 use crate::pipelines::synthetic::{SyntheticResults, SyntheticSummary};
-use crate::protocol::{Envelope, Pong, ServerMessage, PROTOCOL_VERSION};
+use crate::protocol::{ClientMessage, Envelope, Pong, ServerMessage, PROTOCOL_VERSION};
 use crate::results::Paged;
+use crate::routes::Route;
 use schemars::generate::{SchemaGenerator, SchemaSettings};
 use schemars::transform::Transform;
 use schemars::{JsonSchema, Schema};
@@ -58,6 +64,13 @@ pub const MESSAGES: &[&str] = &[
     "pong",
 ];
 
+/// What a client may send over the socket, by `type` ([`ClientMessage`]).
+pub const CLIENT_MESSAGES: &[&str] = &["ready", "cancel", "ping"];
+
+/// The unions: any message the server sends over the socket (`pong` included), and any a
+/// client may send.
+pub const UNIONS: &[&str] = &["ServerMessage", "ClientMessage"];
+
 /// The HTTP answers, each the whole body a client receives: `{data, metadata}` around a
 /// route's data, or `Error`, `{data: null, metadata, error}`. `SyntheticResults` is the test
 /// route's (`ENABLE_TEST_ROUTES`), outside the contract.
@@ -73,6 +86,30 @@ pub const ANSWERS: &[&str] = &[
     "Error",
     "SyntheticResults",
 ];
+
+/// The entry of a route's successful answers, `None` for routes that answer no JSON (the
+/// socket upgrade, the console's files). Every error answer is `Error`. Exhaustive, so a new
+/// route must name its entry. A synthetic job's results come from its pipeline's route, with
+/// the `SyntheticResults` entry.
+pub fn answer_entry(route: &Route) -> Option<&'static str> {
+    Some(match route {
+        Route::Health => "Health",
+        Route::CreateCsvImport
+        | Route::CreateScan
+        | Route::CreateScanBatch
+        | Route::CreateEnrichment
+        | Route::CreateSyntheticJob => "CreateJob",
+        Route::JobState { .. } => "JobState",
+        Route::TokenRefresh => "TokenRefresh",
+        Route::CancelById { .. } | Route::CancelByBody => "CancelJob",
+        Route::Results { pipeline, .. } => match pipeline {
+            Pipeline::CsvImport => "CsvResults",
+            Pipeline::AiScan => "ScanResults",
+            Pipeline::BatchEnrichment => "EnrichmentResults",
+        },
+        Route::ProgressSocket | Route::Console(_) => return None,
+    })
+}
 
 /// Any pipeline's summary; which one a job carries follows from its pipeline, which
 /// [`summary_rules`] adds to the schemas that hold a summary.
@@ -274,6 +311,17 @@ pub fn protocol_schema() -> Value {
         defs.insert(kind, message);
     }
     defs.insert("pong".into(), Pong::json_schema(&mut generator).to_value());
+    defs.insert("ServerMessage".into(), one_of(MESSAGES));
+
+    // Client messages: one entry per variant, as they are.
+    let client = ClientMessage::json_schema(&mut generator).to_value();
+    for message in client["oneOf"].as_array().expect("one schema per variant") {
+        let kind = message["properties"]["type"]["const"]
+            .as_str()
+            .expect("each variant pins its type");
+        defs.insert(kind.to_string(), message.clone());
+    }
+    defs.insert("ClientMessage".into(), one_of(CLIENT_MESSAGES));
 
     // HTTP answers: the whole body.
     let answers = [
@@ -324,10 +372,21 @@ pub fn protocol_schema() -> Value {
         "description": format!(
             "Every WebSocket message and HTTP JSON answer of the worker, generated from its Rust types \
              (docs/PROTOCOL.md section 11). Messages are under their `type`, HTTP answers under \
-             CamelCase names; the rest are the types they use. Regenerate with `{REGENERATE}`."
+             CamelCase names, `ServerMessage` and `ClientMessage` are the unions of the messages; \
+             the rest are the types they use. Objects are open: ignore members you do not know. \
+             Regenerate with `{REGENERATE}`."
         ),
         "$defs": defs,
     })
+}
+
+/// Exactly one of the entries `names`.
+fn one_of(names: &[&str]) -> Value {
+    let refs: Vec<Value> = names
+        .iter()
+        .map(|name| json!({ "$ref": format!("#/$defs/{name}") }))
+        .collect();
+    json!({ "oneOf": refs })
 }
 
 /// The whole body of a successful answer carrying `T`.
@@ -346,6 +405,11 @@ fn describe(name: &str) -> String {
         _ if MESSAGES.contains(&name) => {
             format!("WebSocket: the server message `{name}`, the whole envelope.")
         }
+        _ if CLIENT_MESSAGES.contains(&name) => format!(
+            "WebSocket: the client message `{name}`; members other than `type` are ignored."
+        ),
+        "ServerMessage" => "WebSocket: any message the server sends, `pong` included.".into(),
+        "ClientMessage" => "WebSocket: any message a client may send.".into(),
         "CreateJob" => answer("202 of every creation route"),
         "JobState" => answer("200 of GET /api/job-state/{jobId}"),
         "CsvResults" => answer("200 of GET /v1/csv/results/{jobId}, one page"),
@@ -438,6 +502,38 @@ fn drop_null(schema: &mut Value) {
     }
 }
 
+/// `schema` with every object closed: `unevaluatedProperties: false` on each object type that
+/// names its properties (not on the `if`/`then` parts, which constrain an object defined
+/// elsewhere, nor on free-form maps). A member the schema does not name then fails; the tests
+/// check the wire against this form.
+pub fn closed(schema: &Value) -> Value {
+    let mut schema = schema.clone();
+    close(&mut schema);
+    schema
+}
+
+fn close(schema: &mut Value) {
+    match schema {
+        Value::Object(object) => {
+            let is_object_type = object.get("type") == Some(&json!("object"));
+            if is_object_type
+                && object.contains_key("properties")
+                && !object.contains_key("additionalProperties")
+            {
+                object.insert("unevaluatedProperties".into(), Value::Bool(false));
+            }
+            for (keyword, value) in object.iter_mut() {
+                // `const` and `enum` hold values, not schemas.
+                if keyword != "const" && keyword != "enum" {
+                    close(value);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(close),
+        _ => {}
+    }
+}
+
 /// The schema as the file holds it: pretty, with a final newline.
 pub fn protocol_schema_text() -> String {
     let mut text = serde_json::to_string_pretty(&protocol_schema()).expect("JSON");
@@ -446,4 +542,4 @@ pub fn protocol_schema_text() -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -14,15 +14,35 @@ use std::sync::OnceLock;
 
 const ID: &str = "0b7c8f0e-4d3b-4e44-9a4e-1f2a3b4c5d6e";
 
-/// Validators of the generated schema, one per entry.
+/// Validators of the generated schema in its closed form (what the tests hold the wire to),
+/// one per entry.
 fn validators() -> &'static ValidatorMap {
+    static MAP: OnceLock<ValidatorMap> = OnceLock::new();
+    MAP.get_or_init(|| {
+        jsonschema::validator_map_for(&closed(&protocol_schema())).expect("a valid schema")
+    })
+}
+
+/// Validators of the schema as checked in, with open objects (what clients get).
+fn open_validators() -> &'static ValidatorMap {
     static MAP: OnceLock<ValidatorMap> = OnceLock::new();
     MAP.get_or_init(|| jsonschema::validator_map_for(&protocol_schema()).expect("a valid schema"))
 }
 
-/// Validates `instance` against the entry `def`: `Err` lists what is wrong.
-fn check(def: &str, instance: &Value) -> Result<(), String> {
-    let validator = validators()
+/// Validates `instance` against the entry `def` of the closed schema: `Err` lists what is
+/// wrong. Whatever it accepts, the open schema accepts too.
+pub(crate) fn check(def: &str, instance: &Value) -> Result<(), String> {
+    let result = check_in(validators(), def, instance);
+    if result.is_ok() {
+        if let Err(why) = check_in(open_validators(), def, instance) {
+            panic!("the open {def} refused what the closed one accepted: {why}");
+        }
+    }
+    result
+}
+
+fn check_in(validators: &ValidatorMap, def: &str, instance: &Value) -> Result<(), String> {
+    let validator = validators
         .get(&format!("#/$defs/{def}"))
         .unwrap_or_else(|| panic!("no entry {def}"));
     let errors: Vec<String> = validator
@@ -36,10 +56,32 @@ fn check(def: &str, instance: &Value) -> Result<(), String> {
     }
 }
 
-fn assert_valid(def: &str, instance: &Value) {
+pub(crate) fn assert_valid(def: &str, instance: &Value) {
     if let Err(why) = check(def, instance) {
         panic!("{def} refused {instance}: {why}");
     }
+}
+
+/// Checks an answer as the runtime sends it: its data in the success envelope against the
+/// entry `def`, an error in the error envelope against `Error`.
+pub(crate) fn assert_answer(def: &str, reply: &Result<(u16, Value), ApiError>) {
+    let now = 1_795_335_330_042;
+    match reply {
+        Ok((_, data)) => assert_valid(def, &parse(&envelope::success(data, now))),
+        Err(error) => assert_valid("Error", &parse(&envelope::failure(error, now))),
+    }
+}
+
+/// Checks a message as sent on a socket: against the entry of its `type`, and the union.
+pub(crate) fn assert_message(text: &str) {
+    let message = parse(text);
+    let kind = message["type"].as_str().unwrap_or_default();
+    assert!(
+        MESSAGES.contains(&kind),
+        "a message of no known type: {text}"
+    );
+    assert_valid(kind, &message);
+    assert_valid("ServerMessage", &message);
 }
 
 #[test]
@@ -63,7 +105,12 @@ fn checked_in_schema_is_current() {
 fn schema_has_an_entry_per_message_and_answer() {
     let schema = protocol_schema();
     let defs = schema["$defs"].as_object().unwrap();
-    for name in MESSAGES.iter().chain(ANSWERS) {
+    for name in MESSAGES
+        .iter()
+        .chain(CLIENT_MESSAGES)
+        .chain(UNIONS)
+        .chain(ANSWERS)
+    {
         assert!(defs.contains_key(*name), "{name}");
         assert!(validators().get(&format!("#/$defs/{name}")).is_some());
     }
@@ -611,6 +658,41 @@ fn samples_are_accepted_and_drift_is_refused() {
             vec![("/type", Some(json!("ping"))), ("/type", None)],
         ),
         (
+            "ServerMessage",
+            message(
+                "job_progress",
+                "ai_scan",
+                json!({ "progress": 0.5, "status": "running",
+                "processedCount": 1 }),
+            ),
+            vec![
+                ("/type", Some(json!("job_paused"))),
+                ("/payload/type", Some(json!("job_paused"))),
+                ("/seq", None),
+                ("/payload/progress", Some(json!("half"))),
+            ],
+        ),
+        (
+            "ready",
+            json!({ "type": "ready" }),
+            vec![("/type", Some(json!("Ready"))), ("/type", None)],
+        ),
+        (
+            "cancel",
+            json!({ "type": "cancel" }),
+            vec![("/type", Some(json!("ready")))],
+        ),
+        (
+            "ping",
+            json!({ "type": "ping" }),
+            vec![("/type", Some(json!(1)))],
+        ),
+        (
+            "ClientMessage",
+            json!({ "type": "cancel" }),
+            vec![("/type", Some(json!("pause"))), ("/type", None)],
+        ),
+        (
             "CreateJob",
             answer(json!({ "jobId": ID, "token": "t2u2MJO7", "expiresIn": 7200,
                 "pipeline": "ai_scan", "websocketUrl": format!("/ws/progress?jobId={ID}&token=t2u2MJO7") })),
@@ -769,7 +851,13 @@ fn samples_are_accepted_and_drift_is_refused() {
             );
         }
     }
-    let all: std::collections::BTreeSet<&str> = MESSAGES.iter().chain(ANSWERS).copied().collect();
+    let all: std::collections::BTreeSet<&str> = MESSAGES
+        .iter()
+        .chain(CLIENT_MESSAGES)
+        .chain(UNIONS)
+        .chain(ANSWERS)
+        .copied()
+        .collect();
     assert_eq!(seen, all, "every entry has samples");
 }
 
@@ -824,4 +912,137 @@ fn schema_text_is_deterministic() {
         .get("description")
         .is_none());
     assert!(schema["$defs"]["job_progress"]["description"].is_string());
+}
+
+/// Messages the worker could be broken into sending, each made from a real one: what a client
+/// relies on missing or mistyped, or a type it does not know. All refused.
+#[test]
+fn known_bad_messages_are_refused() {
+    let real = parse(
+        &ServerMessage::progress(&running_state(Pipeline::AiScan)).encode(
+            ID,
+            Pipeline::AiScan,
+            1_795_335_331_250,
+            7,
+        ),
+    );
+    assert_valid("job_progress", &real);
+    assert_valid("ServerMessage", &real);
+    let mut unknown = real.clone();
+    unknown["type"] = json!("job_paused");
+    unknown["payload"]["type"] = json!("job_paused");
+    let bad = [
+        ("missing seq", edit(&real, "/seq", None)),
+        ("seq 0", edit(&real, "/seq", Some(json!(0)))),
+        ("unknown type", unknown),
+        (
+            "envelope and payload disagree",
+            edit(&real, "/type", Some(json!("job_started"))),
+        ),
+        (
+            "progress as a string",
+            edit(&real, "/payload/progress", Some(json!("0.25"))),
+        ),
+        (
+            "progress over 1",
+            edit(&real, "/payload/progress", Some(json!(25))),
+        ),
+        ("progress missing", edit(&real, "/payload/progress", None)),
+        ("no payload", edit(&real, "/payload", None)),
+    ];
+    for (what, message) in bad {
+        assert!(
+            check("ServerMessage", &message).is_err(),
+            "{what} accepted: {message}"
+        );
+        assert!(
+            check("job_progress", &message).is_err() || what == "unknown type",
+            "{what} accepted as job_progress: {message}"
+        );
+        if let Some(kind) = message["type"].as_str().filter(|k| MESSAGES.contains(k)) {
+            assert!(check(kind, &message).is_err(), "{what} accepted as {kind}");
+        }
+    }
+}
+
+/// The file's objects are open, as clients must ignore what they do not know; the closed form
+/// the tests use refuses a member the types do not name, at any depth.
+#[test]
+fn the_closed_form_refuses_members_the_types_do_not_name() {
+    let complete = complete_state(Pipeline::CsvImport, csv_summary());
+    let message = parse(
+        &ServerMessage::final_for(&complete)
+            .unwrap()
+            .0
+            .unwrap()
+            .encode(ID, Pipeline::CsvImport, 1_795_335_331_250, 9),
+    );
+    let state = parse(&envelope::success(&complete, 1_795_335_330_042));
+    let extra = Some(json!(1));
+    let cases = [
+        ("job_complete", edit(&message, "/shard", extra.clone())),
+        (
+            "job_complete",
+            edit(&message, "/payload/eta", extra.clone()),
+        ),
+        (
+            "job_complete",
+            edit(&message, "/payload/summary/skipped", extra.clone()),
+        ),
+        ("JobState", edit(&state, "/data/owner", extra.clone())),
+        ("JobState", edit(&state, "/metadata/region", extra.clone())),
+        ("JobState", edit(&state, "/debug", extra.clone())),
+    ];
+    for (def, sample) in cases {
+        assert!(
+            check(def, &sample).is_err(),
+            "closed {def} accepted {sample}"
+        );
+        assert!(
+            check_in(open_validators(), def, &sample).is_ok(),
+            "the open {def} refused an unknown member: {sample}"
+        );
+    }
+    // Client messages are read leniently: other members are ignored.
+    let chatty = json!({ "type": "ready", "client": "ios/2.3" });
+    assert!(check_in(open_validators(), "ready", &chatty).is_ok());
+    assert!(check_in(open_validators(), "ClientMessage", &chatty).is_ok());
+}
+
+/// Every route that answers JSON names an answer entry, and the entry exists.
+#[test]
+fn every_route_names_its_entry() {
+    use crate::routes::{ConsoleAsset, Route};
+    let id = || ID.to_string();
+    let routes = [
+        Route::Health,
+        Route::CreateCsvImport,
+        Route::CreateScan,
+        Route::CreateScanBatch,
+        Route::CreateEnrichment,
+        Route::CreateSyntheticJob,
+        Route::JobState { job_id: id() },
+        Route::TokenRefresh,
+        Route::CancelById { job_id: id() },
+        Route::CancelByBody,
+        Route::Results {
+            pipeline: Pipeline::CsvImport,
+            job_id: id(),
+        },
+        Route::Results {
+            pipeline: Pipeline::AiScan,
+            job_id: id(),
+        },
+        Route::Results {
+            pipeline: Pipeline::BatchEnrichment,
+            job_id: id(),
+        },
+    ];
+    for route in &routes {
+        let entry = answer_entry(route).unwrap_or_else(|| panic!("{route:?}"));
+        assert!(ANSWERS.contains(&entry), "{route:?}: {entry}");
+    }
+    for route in [Route::ProgressSocket, Route::Console(ConsoleAsset::Page)] {
+        assert_eq!(answer_entry(&route), None);
+    }
 }

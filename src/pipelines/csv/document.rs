@@ -1,6 +1,6 @@
 //! What an import sends: its summary (`job_complete`, job state) and its results document.
 
-use super::book::{Book, ImportTotals, RowError, RowWarning};
+use super::book::{Book, ImportTotals};
 use super::header::Format;
 use super::slice::success_rate;
 use crate::time::Millis;
@@ -81,7 +81,10 @@ impl CsvSummary {
 #[serde(rename_all = "camelCase")]
 pub struct CsvResultsPage {
     pub books: Vec<Book>,
-    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "Vec<RowError>"))]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "Vec<crate::pipelines::csv::RowError>")
+    )]
     pub errors: Vec<Value>,
     #[cfg_attr(
         not(target_arch = "wasm32"),
@@ -89,7 +92,10 @@ pub struct CsvResultsPage {
     )]
     pub success_rate: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "Vec<RowWarning>"))]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "Vec<crate::pipelines::csv::RowWarning>")
+    )]
     pub warnings: Vec<Value>,
 }
 
