@@ -27,11 +27,28 @@ pub struct CreateJob {
 
 /// `[u32 big-endian header length][header JSON][blob bytes...]`.
 pub fn encode(create: &CreateJob, data: &[u8]) -> Vec<u8> {
+    encode_parts(create, [data])
+}
+
+/// As [`encode`], with the data given in parts (a batch's photos): each is copied once,
+/// straight into the body, and may be dropped by the caller's iterator as soon as it is.
+pub fn encode_parts<P: AsRef<[u8]>>(
+    create: &CreateJob,
+    parts: impl IntoIterator<Item = P>,
+) -> Vec<u8> {
     let header = serde_json::to_vec(create).unwrap_or_default();
-    let mut out = Vec::with_capacity(4 + header.len() + data.len());
+    // Reserved once when the declared lengths add up; they are data, not trusted arithmetic.
+    let data_len = create
+        .blobs
+        .iter()
+        .try_fold(0usize, |sum, b| sum.checked_add(b.len))
+        .unwrap_or(0);
+    let mut out = Vec::with_capacity((4 + header.len()).saturating_add(data_len).min(64 << 20));
     out.extend_from_slice(&(header.len() as u32).to_be_bytes());
     out.extend_from_slice(&header);
-    out.extend_from_slice(data);
+    for part in parts {
+        out.extend_from_slice(part.as_ref());
+    }
     out
 }
 
@@ -86,6 +103,7 @@ mod tests {
             idempotency: None,
         };
         let body = encode(&create, b"abc");
+        assert_eq!(encode_parts(&create, [&b"a"[..], b"bc"]), body);
         let (back, data) = decode(&body).unwrap();
         assert_eq!(back, create);
         assert_eq!(data, b"abc");

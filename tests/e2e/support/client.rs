@@ -212,6 +212,41 @@ pub async fn job_state(worker: &Worker, job: &Created) -> Value {
     answer.data().clone()
 }
 
+/// A job's whole results document at `path` (`/v1/csv/results/{id}`, ...): every page,
+/// following `nextCursor`, with later pages' `books` (or `items`, `results`) appended to the
+/// first page's and the cursor removed.
+pub async fn all_results(worker: &Worker, path: &str, token: &str) -> Value {
+    let mut whole: Option<Value> = None;
+    let mut page_path = path.to_string();
+    loop {
+        let answer = get(worker, &page_path, Some(token)).await;
+        assert_eq!(
+            answer.status,
+            200,
+            "{page_path}: {}",
+            &answer.text[..answer.text.len().min(500)]
+        );
+        let mut page = answer.data().clone();
+        let next = page.as_object_mut().and_then(|p| p.remove("nextCursor"));
+        match whole.as_mut() {
+            None => whole = Some(page),
+            Some(whole) => {
+                for list in ["books", "items", "results"] {
+                    if let (Some(have), Some(more)) =
+                        (whole[list].as_array_mut(), page[list].as_array())
+                    {
+                        have.extend(more.iter().cloned());
+                    }
+                }
+            }
+        }
+        match next.as_ref().and_then(Value::as_str) {
+            Some(cursor) => page_path = format!("{path}?cursor={cursor}"),
+            None => return whole.unwrap(),
+        }
+    }
+}
+
 /// Polls job state until `done` holds; for checks where no socket event exists to wait on.
 pub async fn state_until(
     worker: &Worker,

@@ -319,6 +319,59 @@ impl Worker {
         .await
     }
 
+    /// The pid of the `workerd` process that runs this worker's code. wrangler starts two in
+    /// its process group: a proxy that takes the requests on our port, and the runtime of the
+    /// worker itself, the one started with an inspector.
+    pub fn workerd_pid(&self) -> Option<i32> {
+        let pgid = self.pgid?;
+        let runtimes: Vec<i32> = std::fs::read_dir("/proc")
+            .ok()?
+            .flatten()
+            .filter_map(|entry| {
+                let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+                let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+                // `pid (comm) state ppid pgrp ...`: the name may hold spaces, so split after `)`.
+                let (head, rest) = stat.rsplit_once(')')?;
+                let comm = head.split_once('(')?.1;
+                let pgrp: i32 = rest.split_whitespace().nth(2)?.parse().ok()?;
+                let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+                let with_inspector = String::from_utf8_lossy(&cmdline).contains("--inspector-addr");
+                (comm == "workerd" && pgrp == pgid && with_inspector).then_some(pid)
+            })
+            .collect();
+        assert!(
+            runtimes.len() <= 1,
+            "several workerd runtimes: {runtimes:?}"
+        );
+        runtimes.first().copied()
+    }
+
+    /// The `workerd` process's memory, from `/proc/<pid>/status`, in KiB: (resident now,
+    /// the peak since start or since the last [`Worker::reset_memory_peak`]).
+    pub fn workerd_memory_kib(&self) -> (u64, u64) {
+        let pid = self
+            .workerd_pid()
+            .expect("no workerd process for this worker");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let field = |name: &str| -> u64 {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    /// Resets the `workerd` process's peak resident size to its current one (Linux's
+    /// `clear_refs` 5), so that the next peak read is what happened since.
+    pub fn reset_memory_peak(&self) {
+        let pid = self
+            .workerd_pid()
+            .expect("no workerd process for this worker");
+        std::fs::write(format!("/proc/{pid}/clear_refs"), "5").unwrap();
+    }
+
     pub fn ws_base(&self) -> String {
         self.base.replacen("http://", "ws://", 1)
     }
