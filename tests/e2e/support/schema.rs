@@ -55,6 +55,15 @@ fn synthetic_jobs() -> &'static Mutex<HashSet<String>> {
     IDS.get_or_init(Default::default)
 }
 
+/// Marks a job as synthetic, for jobs the harness did not see created (stored by an older
+/// worker); those created on `/api/test/jobs` are noted by [`check_answer`].
+pub fn note_synthetic_job(job_id: &str) {
+    synthetic_jobs()
+        .lock()
+        .unwrap()
+        .insert(job_id.to_ascii_lowercase());
+}
+
 fn is_synthetic(job_id: Option<&str>) -> bool {
     job_id.is_some_and(|id| {
         synthetic_jobs()
@@ -133,7 +142,7 @@ pub fn check_answer(path: &str, status: u16, content_type: Option<&str>, text: &
         | Some(Route::CancelById { job_id }) => Some(job_id.as_str()),
         Some(Route::CreateSyntheticJob) => {
             if let Some(id) = body["data"]["jobId"].as_str() {
-                synthetic_jobs().lock().unwrap().insert(id.to_string());
+                note_synthetic_job(id);
             }
             None
         }
