@@ -2,6 +2,7 @@
 
 use super::dispatch::{with_pipeline, Pipelines};
 use super::{Engine, Job, Reply};
+use crate::answers::{CancelJobData, CreateJobData, TokenRefreshData};
 use crate::error::ApiError;
 use crate::host::{Batch, Host, Stored};
 use crate::internal::{CreateJob, FrameReader};
@@ -10,7 +11,7 @@ use crate::job::Status;
 use crate::keys;
 use crate::pipeline::Pipeline;
 use crate::protocol::CloseCode;
-use crate::results::{CursorSigner, PageQuery};
+use crate::results::{CursorSigner, PageQuery, Paged};
 use crate::time::Millis;
 use crate::token::{self, RefreshError, TokenRecord};
 use serde::Deserialize;
@@ -21,15 +22,19 @@ use std::rc::Rc;
 /// object that never became a job (it died mid-upload) deletes them.
 pub const ORPHAN_INPUTS_GRACE_MS: Millis = 10 * 60 * 1_000;
 
-/// The 202 body of every creation route.
-fn creation_answer(create: &CreateJob, token: &str, token_ttl_ms: Millis) -> Value {
-    json!({
-        "jobId": create.job_id,
-        "token": token,
-        "expiresIn": token_ttl_ms / 1_000,
-        "pipeline": create.pipeline.as_str(),
-        "websocketUrl": format!("/ws/progress?jobId={}&token={}", create.job_id, token),
-    })
+/// The 202 body of every creation route, with the token's remaining lifetime.
+fn creation_answer(create: &CreateJob, token: &str, expires_in_ms: Millis) -> Value {
+    to_data(CreateJobData::new(
+        &create.job_id,
+        create.pipeline,
+        token,
+        expires_in_ms,
+    ))
+}
+
+/// An answer's `data` as the engine replies it; our answer types always serialize.
+fn to_data(data: impl serde::Serialize) -> Value {
+    serde_json::to_value(data).unwrap_or(Value::Null)
 }
 
 impl<H: Host> Engine<H> {
@@ -213,8 +218,7 @@ impl<H: Host> Engine<H> {
             expires_at = now + self.config.token_ttl_ms;
         }
         self.log_job("job.repeated", json!({ "newToken": !current }));
-        let mut answer = creation_answer(create, &token, self.config.token_ttl_ms);
-        answer["expiresIn"] = json!(expires_at.saturating_sub(now) / 1_000);
+        let answer = creation_answer(create, &token, expires_at.saturating_sub(now));
         Ok((202, answer))
     }
 
@@ -303,7 +307,11 @@ impl<H: Host> Engine<H> {
         self.log_job("token.refreshed", json!({}));
         Ok((
             200,
-            json!({ "jobId": job_id, "token": new_token, "expiresIn": self.config.token_ttl_ms / 1_000 }),
+            to_data(TokenRefreshData {
+                job_id,
+                token: new_token,
+                expires_in: self.config.token_ttl_ms / 1_000,
+            }),
         ))
     }
 
@@ -314,7 +322,7 @@ impl<H: Host> Engine<H> {
         let job_id = self
             .with_job(|job| job.record.state.job_id.clone())
             .unwrap_or_default();
-        Ok((200, json!({ "jobId": job_id, "status": "canceled" })))
+        Ok((200, to_data(CancelJobData::new(job_id))))
     }
 
     /// Cancels a queued or running job: persisted at once, sockets closed 1001, and no work
@@ -368,10 +376,10 @@ impl<H: Host> Engine<H> {
             .ok_or_else(|| ApiError::not_found("no such job"))?;
         let page = with_pipeline!(self, &*pipelines, |p, ctx| p.results(&ctx, page).await)
             .map_err(|e| self.internal("reading results", e))?;
-        let mut document = page.document;
-        if let Some(next) = page.next {
-            document["nextCursor"] = json!(cursors.seal(&job_id, next));
-        }
-        Ok((200, document))
+        let paged = Paged {
+            page: page.document,
+            next_cursor: page.next.map(|next| cursors.seal(&job_id, next)),
+        };
+        Ok((200, to_data(paged)))
     }
 }

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::matching::strip_responsibility;
 use super::request::BookInput;
 use crate::isbn::{classify, isbn13_to_10, normalize, IsbnCheck};
+use crate::time::Millis;
 
 /// The `error` of a book no provider had a matching record for.
 pub const NOT_FOUND_MESSAGE: &str = "no matching book found";
@@ -14,6 +15,7 @@ pub const NOT_FOUND_MESSAGE: &str = "no matching book found";
 const MAX_ISBNS_PER_CANDIDATE: usize = 500;
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Provider {
     GoogleBooks,
@@ -30,6 +32,7 @@ impl Provider {
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct EnrichedBook {
     pub title: String,
@@ -67,6 +70,7 @@ impl EnrichedBook {
 
 /// Why a book was not enriched, for machines: `errorKind` in its results line.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     /// Some provider answered and none had a matching record.
@@ -80,6 +84,11 @@ pub enum ErrorKind {
 
 /// One book's line in the results.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[cfg_attr(
+    not(target_arch = "wasm32"),
+    derive(schemars::JsonSchema),
+    schemars(transform = crate::schema::outcome_rules)
+)]
 #[serde(rename_all = "camelCase")]
 pub struct BookOutcome {
     pub input: BookInput,
@@ -141,6 +150,37 @@ impl BookOutcome {
                 }),
         )
     }
+}
+
+/// The summary of a complete batch (docs/PROTOCOL.md section 8.3). `parseErrors` is absent
+/// from the summaries of batches that completed before it existed.
+#[derive(Serialize, Clone, Debug, PartialEq)]
+#[cfg_attr(
+    not(target_arch = "wasm32"),
+    derive(schemars::JsonSchema),
+    schemars(transform = crate::schema::NotRequired(&["parseErrors"]))
+)]
+#[serde(rename_all = "camelCase")]
+pub struct EnrichmentSummary {
+    /// Books.
+    pub total_processed: usize,
+    pub success_count: usize,
+    /// `notFound` + `providerErrors`.
+    pub failure_count: usize,
+    pub not_found: usize,
+    pub provider_errors: usize,
+    /// The part of `providerErrors` that were unreadable answers.
+    pub parse_errors: usize,
+    pub duration: Millis,
+}
+
+/// A page of `GET /v1/enrichment/results/{jobId}`: results lines in input order, passed on
+/// as stored, each a [`BookOutcome`] as some version of this code wrote it.
+#[derive(Serialize, Clone, Debug, PartialEq)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+pub struct EnrichmentResultsPage {
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "Vec<BookOutcome>"))]
+    pub books: Vec<serde_json::Value>,
 }
 
 /// The results document of a batch: `{ "books": [...] }`, in input order.

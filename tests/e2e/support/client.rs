@@ -45,10 +45,14 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// Reads the answer; a JSON body is checked against the schema (`support::schema`).
     pub async fn from(resp: reqwest::Response) -> Answer {
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
+        let path = resp.url().path().to_string();
         let text = resp.text().await.unwrap_or_default();
+        let content_type = headers.get("content-type").and_then(|v| v.to_str().ok());
+        super::schema::check_answer(&path, status, content_type, &text);
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
         Answer {
             status,
@@ -331,7 +335,20 @@ impl Socket {
                 stream,
                 received: Vec::new(),
             }),
-            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                let status = resp.status().as_u16();
+                let content_type = resp
+                    .headers()
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok());
+                // The client library hands over the body only when it came with the head.
+                let body = String::from_utf8_lossy(resp.body().as_deref().unwrap_or_default());
+                if !body.is_empty() {
+                    let path = path_and_query.split('?').next().unwrap_or_default();
+                    super::schema::check_answer(path, status, content_type, &body);
+                }
+                Err(status)
+            }
             Err(e) => panic!("connect failed: {e}"),
         }
     }
@@ -348,7 +365,8 @@ impl Socket {
         self.send_text(r#"{"type":"ready"}"#).await;
     }
 
-    /// The next text message as JSON, or the close if the socket ended first.
+    /// The next text message as JSON, checked against the schema (`support::schema`), or the
+    /// close if the socket ended first.
     pub async fn next(&mut self) -> Result<Value, Closed> {
         loop {
             let frame = tokio::time::timeout(EVENT_TIMEOUT, self.stream.next())
@@ -356,8 +374,7 @@ impl Socket {
                 .expect("timed out waiting for a socket message");
             match frame {
                 Some(Ok(Message::Text(text))) => {
-                    let value: Value =
-                        serde_json::from_str(&text).unwrap_or(json!({ "raw": text.to_string() }));
+                    let value = super::schema::check_message(&text);
                     self.received.push(value.clone());
                     return Ok(value);
                 }

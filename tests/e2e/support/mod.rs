@@ -4,6 +4,7 @@ pub mod client;
 pub mod fake;
 pub mod providers;
 pub mod reference;
+pub mod schema;
 pub mod wrangler;
 
 pub use client::*;

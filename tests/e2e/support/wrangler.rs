@@ -217,6 +217,7 @@ impl Worker {
                 let status = resp.status().as_u16();
                 let body = resp.text().await.unwrap_or_default();
                 if status == want && body.contains("\"metadata\"") {
+                    super::schema::check_answer("/health", status, Some("application/json"), &body);
                     return Ok(());
                 }
             }
