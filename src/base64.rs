@@ -13,8 +13,24 @@ pub fn encode_url(bytes: &[u8]) -> String {
     encode_with(bytes, URL_SAFE, false)
 }
 
+/// Standard alphabet with padding, appended to `out`: a photo's text goes straight into the
+/// request body that carries it.
+pub fn encode_into(out: &mut String, bytes: &[u8]) {
+    append_with(out, bytes, STANDARD, true);
+}
+
+/// The length of [`encode`]'s text for `len` bytes.
+pub fn encoded_len(len: usize) -> usize {
+    len.div_ceil(3) * 4
+}
+
 fn encode_with(bytes: &[u8], alphabet: &[u8; 64], pad: bool) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    let mut out = String::with_capacity(encoded_len(bytes.len()));
+    append_with(&mut out, bytes, alphabet, pad);
+    out
+}
+
+fn append_with(out: &mut String, bytes: &[u8], alphabet: &[u8; 64], pad: bool) {
     for chunk in bytes.chunks(3) {
         let b = [
             chunk[0],
@@ -31,7 +47,6 @@ fn encode_with(bytes: &[u8], alphabet: &[u8; 64], pad: bool) -> String {
             }
         }
     }
-    out
 }
 
 /// Why a base64 text could not be decoded.

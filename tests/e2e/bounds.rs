@@ -11,7 +11,7 @@ use std::time::Duration;
 
 /// The contract's bound on one results page, its envelope aside; the envelope is small.
 const PAGE_BYTES: usize = 1024 * 1024 + 1024;
-/// The most one request (or one job's run) may grow workerd's memory (issue 13, item 4).
+/// The most one request (or one job's run) may grow a job object's memory (issue 13, item 4).
 const MAX_GROWTH_KIB: u64 = 64 * 1024;
 
 fn rows(header: &str, count: usize, row: impl Fn(usize) -> String) -> Vec<u8> {
@@ -206,18 +206,21 @@ impl<'w> Growth<'w> {
     }
 }
 
-/// A worker of its own, warmed up (the wasm compiled and instantiated, the object classes
-/// loaded) by one small job of each kind, so that what is measured after is the job's own.
-async fn warm_worker(providers: &Providers) -> Worker {
-    let w = Worker::start(providers.options(test_options())).await;
-    let job = import(&w, rows("Title,Author", 10, |n| format!("T{n},A"))).await;
-    run(&w, &job).await;
+/// Two sessions of their own (the Worker and the job objects in separate workerd processes,
+/// as separate isolates on Cloudflare), warmed up (the wasm compiled and instantiated, the
+/// object classes loaded) by one small job of each kind, so that what is measured after is
+/// the job's own.
+async fn warm_workers(providers: &Providers) -> SplitWorkers {
+    let split = SplitWorkers::start(providers.options(test_options())).await;
+    let w = &split.entry;
+    let job = import(w, rows("Title,Author", 10, |n| format!("T{n},A"))).await;
+    run(w, &job).await;
     let photo =
         json!({ "images": [{ "index": 0, "data": base64::encode(&image("jpeg", "fenced")) }] });
-    let answer = post_json(&w, "/api/scan-bookshelf/batch", &photo, None).await;
-    let (code, done) = run(&w, &Created::from_answer(&answer)).await;
+    let answer = post_json(w, "/api/scan-bookshelf/batch", &photo, None).await;
+    let (code, done) = run(w, &Created::from_answer(&answer)).await;
     assert_eq!(code, 1000, "{done}");
-    w
+    split
 }
 
 /// A 5 MiB photo that the fake Gemini answers with books (its `fenced` reply).
@@ -227,61 +230,96 @@ fn big_photo(n: usize) -> Vec<u8> {
     photo
 }
 
-#[tokio::test]
-async fn no_job_grows_workerd_by_more_than_64_mib() {
-    let providers = Providers::start(Duration::ZERO);
-    let (csv_worker, scan_worker) = tokio::join!(warm_worker(&providers), warm_worker(&providers));
-    let mut figures = Vec::new();
+/// What one job made each process grow at its peak, phase by phase.
+struct Figures(Vec<(String, &'static str, u64)>);
 
-    // 1 MiB of one-cell rows: each a kept-or-counted error (once 493 MiB).
+impl Figures {
+    fn add(&mut self, job: &str, phase: &str, entry: &mut Growth, objects: &mut Growth) {
+        self.0
+            .push((format!("{job}: {phase}"), "Worker", entry.phase()));
+        self.0
+            .push((format!("{job}: {phase}"), "object", objects.phase()));
+    }
+}
+
+/// Issue "Field hardening", item 4: no request grows the job's object by more than 64 MiB.
+/// The object runs in a workerd process of its own, whose peak resident memory is read
+/// around each phase of each job; the Worker's process is measured too and held to its
+/// isolate's 128 MB.
+#[tokio::test]
+async fn no_job_grows_its_object_by_more_than_64_mib() {
+    let providers = Providers::start(Duration::ZERO);
+    let (csv, scan) = tokio::join!(warm_workers(&providers), warm_workers(&providers));
+    let mut figures = Figures(Vec::new());
+
+    // 1 MiB of short one-cell rows: each an error (once 493 MiB of workerd).
     let amplified = rows("Book Id,Title,Author", 180_000, |n| {
         (n % 100_000).to_string()
     });
     assert!(amplified.len() > 1 << 20);
-    // 10 MiB of real-looking rows, all books: the most an upload may be.
-    let (large, _) = generate_goodreads(48_000, 3);
+    // 10 MiB of one-cell rows, each an error too: the most an upload may be.
+    let large = rows("Book Id,Title,Author", 103_000, |n| format!("{n:0>100}"));
     assert!(
         large.len() > 9 << 20 && large.len() <= 10 << 20,
         "{}",
         large.len()
     );
-    for (name, file) in [("1 MiB amplified CSV", amplified), ("10 MiB CSV", large)] {
-        let w = &csv_worker;
-        let mut growth = Growth::start(w);
+    for (name, file) in [
+        ("1 MiB of one-cell rows", amplified),
+        ("10 MiB of one-cell rows", large),
+    ] {
+        let w = &csv.entry;
+        let (mut entry, mut objects) = (Growth::start(&csv.entry), Growth::start(&csv.objects));
         let job = import(w, file).await;
-        figures.push((format!("{name}: creation"), growth.phase()));
+        figures.add(name, "creation", &mut entry, &mut objects);
         let (code, done) = run(w, &job).await;
         assert_eq!(code, 1000, "{name}: {done}");
+        assert_eq!(done["summary"]["errorsTruncated"], true, "{name}: {done}");
         pages(w, &job, None).await;
-        figures.push((format!("{name}: run and results"), growth.phase()));
+        figures.add(name, "run and results", &mut entry, &mut objects);
     }
 
-    // Five 5 MiB photos in one batch: a 33 MiB JSON body (once 193 MiB).
-    let w = &scan_worker;
+    // Five 5 MiB photos in one batch: a 33 MiB JSON body (once 193 MiB of workerd).
+    let w = &scan.entry;
     let images: Vec<Value> = (0..5)
         .map(|i| json!({ "index": i, "data": base64::encode(&big_photo(i)) }))
         .collect();
     let body = json!({ "images": images });
-    let mut growth = Growth::start(w);
+    let (mut entry, mut objects) = (Growth::start(&scan.entry), Growth::start(&scan.objects));
     let answer = post_json(w, "/api/scan-bookshelf/batch", &body, None).await;
     assert_eq!(answer.status, 202, "{}", answer.text);
-    figures.push(("5 × 5 MiB batch scan: creation".into(), growth.phase()));
+    figures.add("5 × 5 MiB batch scan", "creation", &mut entry, &mut objects);
     let job = Created::from_answer(&answer);
     let (code, done) = run(w, &job).await;
     assert_eq!(code, 1000, "{done}");
-    figures.push(("5 × 5 MiB batch scan: run".into(), growth.phase()));
+    assert_eq!(
+        done["summary"]["totalDetected"].as_u64().map(|n| n > 0),
+        Some(true),
+        "{done}"
+    );
+    figures.add(
+        "5 × 5 MiB batch scan",
+        "run and results",
+        &mut entry,
+        &mut objects,
+    );
 
-    for (name, grew) in &figures {
+    for (name, process, grew) in &figures.0 {
         eprintln!(
-            "[memory] {name}: workerd grew {} MiB at its peak",
+            "[memory] {name}: the {process}'s workerd grew {} MiB at its peak",
             grew / 1024
         );
     }
-    for (name, grew) in figures {
+    for (name, process, grew) in figures.0 {
+        let limit = match process {
+            "object" => MAX_GROWTH_KIB,
+            _ => 128 * 1024,
+        };
         assert!(
-            grew <= MAX_GROWTH_KIB,
-            "{name}: workerd grew {} MiB, over 64 MiB",
-            grew / 1024
+            grew <= limit,
+            "{name}: the {process}'s workerd grew {} MiB, over {} MiB",
+            grew / 1024,
+            limit / 1024
         );
     }
 }

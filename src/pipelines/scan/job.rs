@@ -142,7 +142,7 @@ impl ShelfScan {
             max_output_tokens: config.gemini_max_output_tokens,
             thinking_budget: config.gemini_thinking_budget,
         };
-        let body = gemini::build_request(image, photo.kind, budget).to_string();
+        let body = gemini::build_request(image, photo.kind, budget);
         let request = Outbound::post(url, body)
             .header("content-type", "application/json")
             .header("x-goog-api-key", key);

@@ -8,7 +8,7 @@ pub mod schema;
 pub mod wrangler;
 
 pub use client::*;
-pub use wrangler::{Worker, WorkerOptions};
+pub use wrangler::{SplitWorkers, Worker, WorkerOptions};
 
 use tokio::sync::OnceCell;
 

@@ -98,6 +98,9 @@ pub struct WorkerOptions {
     /// The `/health` status that means the worker is up: 200 unless set (a worker in
     /// production mode without its signing key answers 503).
     pub health_status: Option<u16>,
+    /// Another wrangler configuration than the repository's, with the registry directory
+    /// through which `wrangler dev` sessions reach each other's Durable Objects.
+    pub config: Option<(PathBuf, PathBuf)>,
 }
 
 impl WorkerOptions {
@@ -113,10 +116,83 @@ impl WorkerOptions {
         self
     }
 
+    /// Runs with the configuration at `config`, sessions meeting in `registry`.
+    pub fn config(mut self, config: PathBuf, registry: PathBuf) -> Self {
+        self.config = Some((config, registry));
+        self
+    }
+
     /// Waits for `/health` to answer `status` instead of 200.
     pub fn health_status(mut self, status: u16) -> Self {
         self.health_status = Some(status);
         self
+    }
+}
+
+/// Two `wrangler dev` sessions, each in its own workerd process, as on Cloudflare where the
+/// Worker and a job's object run in different isolates (often on different machines): the
+/// `objects` one defines the job object; the `entry` one, which clients talk to, reaches it
+/// through the local dev registry. What the object costs can then be measured on its own.
+pub struct SplitWorkers {
+    pub entry: Worker,
+    pub objects: Worker,
+}
+
+impl SplitWorkers {
+    pub async fn start(options: WorkerOptions) -> SplitWorkers {
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let n = SEQ.fetch_add(1, Ordering::SeqCst);
+        let dir = scratch_root().join(format!("split{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let registry = dir.join("registry");
+        let repo = std::fs::read_to_string(repo_root().join("wrangler.toml")).unwrap();
+        let main = repo_root().join("build/worker/shim.mjs");
+        // Unique names, so that other tests' sessions in the default registry never answer.
+        let objects_name = format!("bookstrack-jobs-objects-{}-{n}", std::process::id());
+        // Without the build section: the worker is built already, and wrangler would run it
+        // from the scratch directory.
+        let build = repo.find("[build]").expect("a [build] section");
+        let after = build
+            + repo[build + 1..]
+                .find("\n[")
+                .expect("a section after [build]")
+            + 2;
+        let repo = format!("{}{}", &repo[..build], &repo[after..]);
+        let objects = repo.replace(
+            "main = \"build/worker/shim.mjs\"",
+            &format!("main = \"{}\"", main.display()),
+        );
+        assert!(
+            objects.contains(&main.display().to_string()),
+            "wrangler.toml changed shape"
+        );
+        let entry = objects
+            .replace(
+                "{ name = \"JOBS\", class_name = \"JobObject\" }",
+                &format!(
+                    "{{ name = \"JOBS\", class_name = \"JobObject\", script_name = \"{objects_name}\" }}"
+                ),
+            )
+            .replace("new_sqlite_classes = [\"JobObject\"]", "new_sqlite_classes = []");
+        assert!(entry.contains(&objects_name), "wrangler.toml changed shape");
+        let objects = objects.replace(
+            "name = \"bookstrack-jobs\"",
+            &format!("name = \"{objects_name}\""),
+        );
+        let entry = entry.replace(
+            "name = \"bookstrack-jobs\"",
+            &format!("name = \"{objects_name}-entry\""),
+        );
+        std::fs::write(dir.join("objects.toml"), objects).unwrap();
+        std::fs::write(dir.join("entry.toml"), entry).unwrap();
+        let objects = Worker::start(
+            options
+                .clone()
+                .config(dir.join("objects.toml"), registry.clone()),
+        )
+        .await;
+        let entry = Worker::start(options.config(dir.join("entry.toml"), registry)).await;
+        SplitWorkers { entry, objects }
     }
 }
 
@@ -177,6 +253,10 @@ impl Worker {
                 .arg("--show-interactive-dev-session=false");
             for (name, value) in &self.options.vars {
                 cmd.args(["--var", &format!("{name}:{value}")]);
+            }
+            if let Some((config, registry)) = &self.options.config {
+                cmd.arg("--config").arg(config);
+                cmd.env("WRANGLER_REGISTRY_PATH", registry);
             }
             cmd.current_dir(repo_root())
                 .env("WRANGLER_SEND_METRICS", "false")
