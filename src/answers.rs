@@ -12,7 +12,7 @@ use serde::Serialize;
 pub struct CreateJobData {
     #[cfg_attr(
         not(target_arch = "wasm32"),
-        schemars(pattern(crate::schema::JOB_ID_PATTERN))
+        schemars(pattern(crate::schema::rules::JOB_ID_PATTERN))
     )]
     pub job_id: String,
     pub token: String,
@@ -21,7 +21,7 @@ pub struct CreateJobData {
     pub pipeline: Pipeline,
     #[cfg_attr(
         not(target_arch = "wasm32"),
-        schemars(pattern(crate::schema::WEBSOCKET_URL_PATTERN))
+        schemars(pattern(crate::schema::rules::WEBSOCKET_URL_PATTERN))
     )]
     pub websocket_url: String,
 }
@@ -45,7 +45,7 @@ impl CreateJobData {
 pub struct TokenRefreshData {
     #[cfg_attr(
         not(target_arch = "wasm32"),
-        schemars(pattern(crate::schema::JOB_ID_PATTERN))
+        schemars(pattern(crate::schema::rules::JOB_ID_PATTERN))
     )]
     pub job_id: String,
     pub token: String,
@@ -59,7 +59,7 @@ pub struct TokenRefreshData {
 pub struct CancelJobData {
     #[cfg_attr(
         not(target_arch = "wasm32"),
-        schemars(pattern(crate::schema::JOB_ID_PATTERN))
+        schemars(pattern(crate::schema::rules::JOB_ID_PATTERN))
     )]
     pub job_id: String,
     #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("const" = "canceled")))]

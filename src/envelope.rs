@@ -11,7 +11,7 @@ use serde_json::Value;
 pub struct Metadata {
     #[cfg_attr(
         not(target_arch = "wasm32"),
-        schemars(pattern(crate::schema::TIMESTAMP_PATTERN))
+        schemars(pattern(crate::schema::rules::TIMESTAMP_PATTERN))
     )]
     pub timestamp: String,
 }

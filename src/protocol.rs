@@ -230,7 +230,7 @@ pub enum ServerMessage {
     /// (`books` found on it, or `error`).
     #[cfg_attr(
         not(target_arch = "wasm32"),
-        schemars(transform = crate::schema::item_result_rules)
+        schemars(transform = crate::schema::rules::item_result_rules)
     )]
     ItemResult {
         index: u64,
@@ -253,19 +253,19 @@ pub enum ServerMessage {
     },
     #[cfg_attr(
         not(target_arch = "wasm32"),
-        schemars(transform = crate::schema::job_complete_rules)
+        schemars(transform = crate::schema::rules::job_complete_rules)
     )]
     JobComplete {
         pipeline: Pipeline,
         /// The pipeline's summary, as it was stored when the job completed.
         #[cfg_attr(
             not(target_arch = "wasm32"),
-            schemars(with = "crate::schema::JobSummary")
+            schemars(with = "crate::schema::rules::JobSummary")
         )]
         summary: Value,
         #[cfg_attr(
             not(target_arch = "wasm32"),
-            schemars(pattern(crate::schema::RESULTS_URL_PATTERN))
+            schemars(pattern(crate::schema::rules::RESULTS_URL_PATTERN))
         )]
         results_url: String,
     },
@@ -292,7 +292,7 @@ pub(crate) struct Envelope<'a> {
     kind: &'static str,
     #[cfg_attr(
         not(target_arch = "wasm32"),
-        schemars(pattern(crate::schema::JOB_ID_PATTERN))
+        schemars(pattern(crate::schema::rules::JOB_ID_PATTERN))
     )]
     job_id: &'a str,
     pipeline: Pipeline,

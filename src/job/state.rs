@@ -91,13 +91,13 @@ pub struct JobError {
 #[cfg_attr(
     not(target_arch = "wasm32"),
     derive(schemars::JsonSchema),
-    schemars(rename = "JobStateData", transform = crate::schema::job_state_rules)
+    schemars(rename = "JobStateData", transform = crate::schema::rules::job_state_rules)
 )]
 #[serde(rename_all = "camelCase")]
 pub struct JobState {
     #[cfg_attr(
         not(target_arch = "wasm32"),
-        schemars(pattern(crate::schema::JOB_ID_PATTERN))
+        schemars(pattern(crate::schema::rules::JOB_ID_PATTERN))
     )]
     pub job_id: String,
     pub pipeline: Pipeline,
@@ -117,7 +117,7 @@ pub struct JobState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(
         not(target_arch = "wasm32"),
-        schemars(with = "Option<crate::schema::JobSummary>")
+        schemars(with = "Option<crate::schema::rules::JobSummary>")
     )]
     pub summary: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -125,7 +125,7 @@ pub struct JobState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(
         not(target_arch = "wasm32"),
-        schemars(pattern(crate::schema::RESULTS_URL_PATTERN))
+        schemars(pattern(crate::schema::rules::RESULTS_URL_PATTERN))
     )]
     pub results_url: Option<String>,
 }

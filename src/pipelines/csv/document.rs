@@ -12,7 +12,7 @@ use serde_json::Value;
 #[cfg_attr(
     not(target_arch = "wasm32"),
     derive(schemars::JsonSchema),
-    schemars(transform = crate::schema::NotRequired(&[
+    schemars(transform = crate::schema::rules::NotRequired(&[
         "errorCount",
         "errorsTruncated",
         "warningCount",
@@ -40,7 +40,7 @@ pub struct CsvSummary {
     /// `"<books>/<data records>"`.
     #[cfg_attr(
         not(target_arch = "wasm32"),
-        schemars(pattern(crate::schema::SUCCESS_RATE_PATTERN))
+        schemars(pattern(crate::schema::rules::SUCCESS_RATE_PATTERN))
     )]
     pub success_rate: String,
     pub duration: Millis,
@@ -88,7 +88,7 @@ pub struct CsvResultsPage {
     pub errors: Vec<Value>,
     #[cfg_attr(
         not(target_arch = "wasm32"),
-        schemars(pattern(crate::schema::SUCCESS_RATE_PATTERN))
+        schemars(pattern(crate::schema::rules::SUCCESS_RATE_PATTERN))
     )]
     pub success_rate: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]

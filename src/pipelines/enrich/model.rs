@@ -2,7 +2,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::matching::strip_responsibility;
 use super::request::BookInput;
 use crate::isbn::{classify, isbn13_to_10, normalize, IsbnCheck};
 use crate::time::Millis;
@@ -87,7 +86,7 @@ pub enum ErrorKind {
 #[cfg_attr(
     not(target_arch = "wasm32"),
     derive(schemars::JsonSchema),
-    schemars(transform = crate::schema::outcome_rules)
+    schemars(transform = crate::schema::rules::outcome_rules)
 )]
 #[serde(rename_all = "camelCase")]
 pub struct BookOutcome {
@@ -158,7 +157,7 @@ impl BookOutcome {
 #[cfg_attr(
     not(target_arch = "wasm32"),
     derive(schemars::JsonSchema),
-    schemars(transform = crate::schema::NotRequired(&["parseErrors"]))
+    schemars(transform = crate::schema::rules::NotRequired(&["parseErrors"]))
 )]
 #[serde(rename_all = "camelCase")]
 pub struct EnrichmentSummary {
@@ -211,35 +210,6 @@ pub struct Candidate {
     pub cover_url: Option<String>,
     /// The provider's own id: a Google volume id, an Open Library `/books/` or `/works/` key.
     pub source_id: Option<String>,
-}
-
-impl Candidate {
-    /// The results line's record: values as the provider gave them, except the title, cut
-    /// of a statement of responsibility (`Java NIO \c Ron Hitchens` is `Java NIO`, see
-    /// [`strip_responsibility`]), and `publisher` and `publishedDate`, cleaned to the
-    /// results' shapes ([`clean_publisher`], [`clean_published_date`]).
-    pub fn to_enriched(&self, provider: Provider) -> EnrichedBook {
-        let authors: Vec<&str> = self.authors.iter().map(String::as_str).collect();
-        EnrichedBook {
-            title: strip_responsibility(&self.title, &authors).to_string(),
-            authors: self.authors.clone(),
-            isbn13: self.isbn13.clone(),
-            isbn10: self.isbn10.clone(),
-            publisher: self.publisher.as_deref().and_then(clean_publisher),
-            published_date: self
-                .published_date
-                .as_deref()
-                .and_then(clean_published_date),
-            page_count: self.page_count,
-            cover_url: self.cover_url.clone(),
-            provider,
-        }
-    }
-
-    /// Whether this record carries the given ISBN-13 (or the ISBN-10 it converts from).
-    pub fn carries_isbn(&self, isbn13: &str) -> bool {
-        self.isbns.iter().any(|i| i == isbn13)
-    }
 }
 
 /// A publisher name without the literal quotes some records wrap it in (`"Knopf"`, curly
