@@ -41,28 +41,22 @@ pub fn header_frame(create: &CreateJob) -> Vec<u8> {
     out
 }
 
-/// The inverse of [`encode`]; also checks that the blobs add up to the data.
-pub fn decode(body: &[u8]) -> Result<(CreateJob, &[u8]), String> {
-    let len_bytes: [u8; 4] = body
-        .get(..4)
-        .and_then(|b| b.try_into().ok())
-        .ok_or("short body")?;
-    let header_len = u32::from_be_bytes(len_bytes) as usize;
-    let header = body.get(4..4 + header_len).ok_or("truncated header")?;
-    let create: CreateJob = serde_json::from_slice(header).map_err(|e| e.to_string())?;
-    let data = &body[4 + header_len..];
-    // Summed with overflow checks: the lengths are data, not trusted arithmetic.
-    let declared = create
-        .blobs
-        .iter()
-        .try_fold(0usize, |sum, b| sum.checked_add(b.len));
-    if declared != Some(data.len()) {
-        return Err(format!(
-            "blobs declare {declared:?} bytes, body has {}",
-            data.len()
-        ));
+/// The inverse of [`encode`], through the [`FrameReader`] the object reads with: the header,
+/// then exactly the bytes its blobs declare, then the end.
+pub fn decode(body: &[u8]) -> Result<(CreateJob, Vec<u8>), String> {
+    use futures::FutureExt;
+    let mut frame = FrameReader::new(futures::stream::iter([Ok(body.to_vec())]));
+    async move {
+        let create = frame.header().await?;
+        // `header` checked that the lengths add up without overflow.
+        let len = create.blobs.iter().map(|b| b.len).sum();
+        let data = frame.take(len).await?;
+        frame.end().await?;
+        Ok((create, data))
     }
-    Ok((create, data))
+    // The body is all there: nothing waits, so the reader completes on its first poll.
+    .now_or_never()
+    .unwrap_or_else(|| Err("the frame did not complete".into()))
 }
 
 /// The most a creation header may take: a CSV's work holds its header row (64 KiB at most).
@@ -88,7 +82,8 @@ impl<S: Stream<Item = Result<Vec<u8>, String>> + Unpin> FrameReader<S> {
 
     /// Exactly `len` bytes, or an error if the body ends first.
     pub async fn take(&mut self, len: usize) -> Result<Vec<u8>, String> {
-        let mut out = Vec::with_capacity(len);
+        // Grown as bytes arrive past the first 1 MiB: `len` is what a header claims.
+        let mut out = Vec::with_capacity(len.min(1 << 20));
         while out.len() < len {
             if self.at == self.pending.len() {
                 self.pending = match self.chunks.next().await {
@@ -146,9 +141,9 @@ mod tests {
     use super::*;
     use crate::pipelines::synthetic::SyntheticSpec;
 
-    #[test]
-    fn round_trips_and_rejects_bad_frames() {
-        let create = CreateJob {
+    /// A synthetic job's creation with blobs of these lengths.
+    fn creation(blobs: &[(&str, usize)]) -> CreateJob {
+        CreateJob {
             job_id: "j".into(),
             pipeline: Pipeline::CsvImport,
             total_count: 0,
@@ -161,30 +156,33 @@ mod tests {
                 coalesce_ms: None,
                 throttle_ms: None,
             }),
-            blobs: vec![Blob {
-                key: "in:0".into(),
-                len: 3,
-            }],
+            blobs: blobs
+                .iter()
+                .map(|&(key, len)| Blob {
+                    key: key.into(),
+                    len,
+                })
+                .collect(),
             idempotency: None,
-        };
+        }
+    }
+
+    #[test]
+    fn round_trips_and_rejects_bad_frames() {
+        let create = creation(&[("in:0", 3)]);
         let body = encode(&create, b"abc");
         let (back, data) = decode(&body).unwrap();
         assert_eq!(back, create);
         assert_eq!(data, b"abc");
+        // A header that claims more than any body holds is read as far as the body goes.
+        let claims = creation(&[("a", usize::MAX / 2)]);
+        assert!(decode(&encode(&claims, b"abc"))
+            .unwrap_err()
+            .contains("early"));
         assert!(decode(&body[..body.len() - 1]).is_err());
         assert!(decode(b"\x00\x00").is_err());
         assert!(decode(b"\x00\x00\x00\x09{}").is_err());
-        let mut huge = create.clone();
-        huge.blobs = vec![
-            Blob {
-                key: "a".into(),
-                len: usize::MAX,
-            },
-            Blob {
-                key: "b".into(),
-                len: 4,
-            },
-        ];
+        let huge = creation(&[("a", usize::MAX), ("b", 4)]);
         assert!(
             decode(&encode(&huge, b"abc")).is_err(),
             "overflowing lengths are refused"
@@ -195,31 +193,7 @@ mod tests {
     #[cfg(not(target_arch = "wasm32"))]
     #[test]
     fn a_body_read_in_any_chunks_gives_the_same_header_and_blobs() {
-        let create = CreateJob {
-            job_id: "j".into(),
-            pipeline: Pipeline::AiScan,
-            total_count: 2,
-            work: Work::Synthetic(SyntheticSpec {
-                pipeline: Pipeline::AiScan,
-                items: 1,
-                items_per_chunk: 1,
-                chunk_delay_ms: 0,
-                fail_first_attempts: 0,
-                coalesce_ms: None,
-                throttle_ms: None,
-            }),
-            blobs: vec![
-                Blob {
-                    key: "a".into(),
-                    len: 3,
-                },
-                Blob {
-                    key: "b".into(),
-                    len: 5,
-                },
-            ],
-            idempotency: None,
-        };
+        let create = creation(&[("a", 3), ("b", 5)]);
         let body = encode(&create, b"abcdefgh");
         let read = |chunk: usize, body: Vec<u8>| {
             let chunks: Vec<Result<Vec<u8>, String>> =
