@@ -58,6 +58,17 @@ impl<H: Host> Engine<H> {
     pub(super) fn flush_progress(&self, now: Millis) -> bool {
         let spacing = self.progress_spacing_ms();
         let send = self.mem.borrow_mut().coalescer.flush(spacing, now);
+        self.send_flushed(send)
+    }
+
+    /// As [`Engine::flush_progress`], after the last chunk: the held report goes at once
+    /// unless the contract's 20 a second forbids it.
+    pub(super) fn flush_last_progress(&self, now: Millis) -> bool {
+        let send = self.mem.borrow_mut().coalescer.flush_last(now);
+        self.send_flushed(send)
+    }
+
+    fn send_flushed(&self, send: bool) -> bool {
         if send {
             if let Some(message) = self.with_job(|job| ServerMessage::progress(&job.record.state)) {
                 self.broadcast(&message);

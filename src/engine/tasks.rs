@@ -286,7 +286,7 @@ impl<H: Host> Engine<H> {
                 Ok(())
             }
             Ok(StepOutcome::Done) => {
-                if self.flush_progress(now) {
+                if self.flush_last_progress(now) {
                     // The last chunk's report is still held: come back once the spacing
                     // allows it, so no chunk goes unreported (a step is `Done` again then).
                     let wait = self.progress_spacing_ms() / 2;

@@ -80,23 +80,44 @@ impl PersistThrottle {
 /// Default spacing of `job_progress` messages: at most 10 a second, inside the contract's 20.
 pub const SOCKET_MIN_INTERVAL_MS: Millis = 100;
 
+/// The contract's bound on `job_progress`: at most this many in any one second.
+pub const MAX_PROGRESS_PER_SECOND: usize = 20;
+
 /// Coalesces progress for sockets. An update goes out when `min_interval_ms` has passed since
 /// the last one; otherwise it is held. At the end of a chunk a held update is sent once half
 /// the interval has passed, so every chunk is reported while any two messages stay at least
-/// `min_interval_ms / 2` apart: with the default, never more than 20 in any second.
+/// `min_interval_ms / 2` apart: with the default, never more than 20 in any second. The last
+/// chunk's update goes at once ([`SocketCoalescer::flush_last`]) unless 20 went in the last
+/// second: a small job's end does not wait for a spacing meant for a steady stream.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SocketCoalescer {
     last_sent: Option<Millis>,
     held: bool,
+    /// When the last [`MAX_PROGRESS_PER_SECOND`] updates went, oldest at `next`.
+    recent: [Option<Millis>; MAX_PROGRESS_PER_SECOND],
+    next: usize,
 }
 
 impl SocketCoalescer {
+    /// Whether one more update now keeps every one-second window within the bound.
+    fn window_allows(&self, now: Millis) -> bool {
+        self.recent[self.next].is_none_or(|oldest| now >= oldest + 1_000)
+    }
+
+    fn sent(&mut self, now: Millis) {
+        self.last_sent = Some(now);
+        self.held = false;
+        self.recent[self.next] = Some(now);
+        self.next = (self.next + 1) % MAX_PROGRESS_PER_SECOND;
+    }
+
     fn send_if(&mut self, spacing_ms: Millis, now: Millis) -> bool {
-        let ready = self.last_sent.is_none_or(|t| now >= t + spacing_ms);
+        let ready = self.last_sent.is_none_or(|t| now >= t + spacing_ms) && self.window_allows(now);
         if ready {
-            self.last_sent = Some(now);
+            self.sent(now);
+        } else {
+            self.held = true;
         }
-        self.held = !ready;
         ready
     }
 
@@ -108,6 +129,12 @@ impl SocketCoalescer {
     /// At the end of a chunk: true when a held update should go now.
     pub fn flush(&mut self, min_interval_ms: Millis, now: Millis) -> bool {
         self.held && self.send_if(min_interval_ms / 2, now)
+    }
+
+    /// At the end of the last chunk: true when a held update should go now, which it does
+    /// unless the one-second bound forbids it.
+    pub fn flush_last(&mut self, now: Millis) -> bool {
+        self.held && self.send_if(0, now)
     }
 
     /// True when an update is waiting to be sent.
@@ -249,5 +276,58 @@ mod tests {
                 "{in_window} messages in the second from {t}"
             );
         }
+    }
+
+    #[test]
+    fn the_last_update_goes_at_once_within_twenty_a_second() {
+        // (sends before, at these times; when the last chunk ends; whether it goes)
+        let table: &[(&[Millis], Millis, bool)] = &[
+            (&[0], 10, true),
+            (&[0, 100, 200], 210, true),
+            (&[], 5, false), // nothing held: nothing to send
+        ];
+        for &(before, at, want) in table {
+            let mut c = SocketCoalescer::default();
+            for &t in before {
+                assert!(c.offer(100, t));
+            }
+            if !before.is_empty() {
+                assert!(!c.offer(100, at), "held by the spacing");
+            }
+            assert_eq!(c.flush_last(at), want, "{before:?} then {at}");
+        }
+        // Twenty in the last second: the last update waits for the window.
+        let mut c = SocketCoalescer::default();
+        for t in 0..20 {
+            assert!(c.flush_last(t * 10) || c.offer(0, t * 10));
+        }
+        assert!(!c.offer(0, 500));
+        assert!(!c.flush_last(999), "a 21st within the second");
+        assert!(c.flush_last(1_000));
+    }
+
+    #[test]
+    fn every_kind_of_send_together_stays_within_twenty_a_second() {
+        let mut c = SocketCoalescer::default();
+        let mut sent = Vec::new();
+        for now in 0..5_000u64 {
+            if c.offer(SOCKET_MIN_INTERVAL_MS, now) {
+                sent.push(now);
+            }
+            if now % 7 == 6 && c.flush(SOCKET_MIN_INTERVAL_MS, now) {
+                sent.push(now);
+            }
+            if now % 13 == 12 && c.flush_last(now) {
+                sent.push(now);
+            }
+        }
+        for (i, &t) in sent.iter().enumerate() {
+            let in_window = sent[i..].iter().take_while(|&&u| u < t + 1_000).count();
+            assert!(
+                in_window <= 20,
+                "{in_window} messages in the second from {t}"
+            );
+        }
+        assert!(sent.len() >= 90, "{} sent", sent.len());
     }
 }
