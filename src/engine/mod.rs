@@ -299,7 +299,7 @@ impl<H: Host> Engine<H> {
                 .unwrap_or(Ok(()))
                 .map_err(|e| ApiError::auth(e.message()))
         });
-        if let Err(refused) = &checked {
+        if let (Err(refused), true) = (&checked, self.host.logs("auth.refused")) {
             // Counted by the security tests: every refusal that reached an object.
             self.log_job(
                 "auth.refused",

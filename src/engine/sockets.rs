@@ -248,12 +248,7 @@ impl<H: Host> Engine<H> {
     }
 
     async fn on_ready(&self, socket: &H::Socket, tag: &SocketTag) {
-        let Some((status, snapshot)) = self.with_job(|job| {
-            (
-                job.record.state.status,
-                ServerMessage::reconnected(&job.record.state, false),
-            )
-        }) else {
+        let Some(status) = self.with_job(|job| job.record.state.status) else {
             // The job was cleaned up under this socket.
             self.close(
                 socket,
@@ -266,7 +261,11 @@ impl<H: Host> Engine<H> {
         // A snapshot when asked for (`reconnect=true`), and for a v1 client on a job that
         // has started; a client with `since` gets what it missed instead.
         if tag.reconnect || (tag.since.is_none() && status != Status::Queued) {
-            self.send_to(socket, &snapshot);
+            if let Some(snapshot) =
+                self.with_job(|job| ServerMessage::reconnected(&job.record.state, false))
+            {
+                self.send_to(socket, &snapshot);
+            }
         }
         if let Some(since) = tag.since {
             self.replay(socket, since).await;
