@@ -60,6 +60,7 @@ impl<H: Host> Engine<H> {
             now,
         );
         record.idempotency = create.idempotency.clone();
+        record.usage = self.usage.take();
         let mut batch = Batch::default();
         batch
             .json(keys::CORE, &record)
@@ -197,8 +198,16 @@ impl<H: Host> Engine<H> {
             }
             RefreshOutcome::Refreshed => {}
         }
+        // The swap reads the stored core and writes the new one.
+        self.count(|u| {
+            u.rows_read += 1;
+            u.rows_written += 1;
+        });
         let record = self
-            .with_job(|job| job.record.clone())
+            .with_job(|job| {
+                self.settle_usage(job);
+                job.record.clone()
+            })
             .ok_or_else(|| ApiError::not_found("no such job"))?;
         let stored =
             serde_json::to_string(&record).map_err(|e| self.internal("encoding the job", e))?;
@@ -263,6 +272,7 @@ impl<H: Host> Engine<H> {
             .map_err(|e| self.internal("arming the alarm", e))?;
         self.release_lingering().await;
         self.log_job("job.canceled", self.io.snapshot());
+        self.log_cost("canceled");
         Ok(())
     }
 

@@ -104,6 +104,7 @@ impl<H: Host> Engine<H> {
     }
 
     pub async fn on_message(&self, socket: &H::Socket, frame: ClientFrame<'_>) {
+        self.count(|u| u.messages_in += 1);
         let mut tag = self.host.tag(socket);
         tag.heard_at = Some(self.now());
         self.host.set_tag(socket, &tag);
@@ -125,7 +126,7 @@ impl<H: Host> Engine<H> {
                     self.send_final_to(socket);
                 }
             }
-            Ok(ClientMessage::Ping) => self.host.send(socket, protocol::PONG_TEXT),
+            Ok(ClientMessage::Ping) => self.send(socket, protocol::PONG_TEXT),
             Err(violation) => self.refuse_message(socket, &violation),
         }
         self.renew_seq().await;

@@ -34,6 +34,7 @@ impl<H: Host> Engine<H> {
     /// Runs every due task, in the schedule's order, then arms the alarm for the next one. A
     /// storage failure never strands the job: see [`Self::after_storage_failure`].
     pub async fn alarm(&self) -> Result<(), StorageError> {
+        self.count(|u| u.alarms += 1);
         self.in_alarm.set(true);
         let ran = self.run_alarm().await;
         self.in_alarm.set(false);
@@ -62,6 +63,7 @@ impl<H: Host> Engine<H> {
         let mut batch = crate::host::Batch::default();
         batch.json(crate::keys::FAULTS, &faults);
         crate::engine::IoCounters::bump(&self.io.writes);
+        self.count(|u| u.rows_written += 1);
         let counted = self.host.put(batch).await.is_ok();
         self.log_job(
             "storage.failed",
@@ -106,6 +108,7 @@ impl<H: Host> Engine<H> {
             "job.failed",
             json!({ "error": "storage kept failing", "stored": stored.is_ok() }),
         );
+        self.log_cost("failed");
         self.sync_alarm().await?;
         self.release_lingering().await;
         Ok(())
@@ -123,6 +126,7 @@ impl<H: Host> Engine<H> {
             let mut batch = crate::host::Batch::default();
             batch.json(crate::keys::FAULTS, &faults);
             crate::engine::IoCounters::bump(&self.io.writes);
+            self.count(|u| u.rows_written += 1);
             let _ = self.host.put(batch).await;
         }
     }
