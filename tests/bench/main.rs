@@ -16,8 +16,12 @@
 //!    counted by the job object itself, and the ratio to the policy's minimum.
 //! 4. CSV import of 50,000 Goodreads rows from upload to `job_complete`, next to the native
 //!    parser's rows/s (the ceiling).
-//! 5. Wasm size, raw and gzip -9, next to Cloudflare's limits.
-//! 6. Hibernation: idle jobs with open sockets are evicted (a ping while idle constructs
+//! 5. Cost per job: a 2,000-row CSV import, a 1-photo scan and a 100-book enrichment (against
+//!    fake providers with a fixed latency), each with a client that stays connected and one
+//!    that goes to the background after `ready`, priced per 1,000 jobs from the counts in each
+//!    job's `job.cost` log line (`src/cost.rs`).
+//! 6. Wasm size, raw and gzip -9, next to Cloudflare's limits.
+//! 7. Hibernation: idle jobs with open sockets are evicted (a ping while idle constructs
 //!    nothing) and a message afterwards wakes them with their state intact.
 //!
 //! The worker runs at the default log level, as in production, except for the hibernation
@@ -29,10 +33,12 @@
 #[path = "../e2e/support/mod.rs"]
 mod support;
 
+use bookstrack_jobs::cost::{Usage, PRICES};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
+use support::providers::{image, Providers};
 use support::*;
 
 fn env_number(name: &str, default: usize) -> usize {
@@ -380,6 +386,132 @@ fn native_csv() -> Value {
     serde_json::from_str(text.lines().last().unwrap_or("{}")).expect("the example's JSON line")
 }
 
+/// How long the fake providers take to answer, standing in for the real ones' latency: the
+/// object is awake (and billed) while it awaits them. Gemini takes longer on a real photo.
+const BOOK_LOOKUP_MS: u64 = 100;
+const GEMINI_SCENARIO: &str = "slow"; // answers after 700 ms
+
+/// The three jobs the cost table prices: what each creation route is sent.
+#[derive(Clone, Copy)]
+enum CostJob {
+    Csv2000,
+    Scan1,
+    Enrich100,
+}
+
+impl CostJob {
+    const ALL: [CostJob; 3] = [CostJob::Csv2000, CostJob::Scan1, CostJob::Enrich100];
+
+    fn label(self) -> &'static str {
+        match self {
+            CostJob::Csv2000 => "2,000-row CSV import",
+            CostJob::Scan1 => "1-photo scan",
+            CostJob::Enrich100 => "100-book enrichment",
+        }
+    }
+
+    async fn create(self, w: &Worker) -> Created {
+        let answer = match self {
+            CostJob::Csv2000 => {
+                let (file, _) = bookstrack_jobs::pipelines::csv::generate_goodreads(2_000, 7);
+                post_bytes(w, "/api/import/csv", Some("text/csv"), file).await
+            }
+            CostJob::Scan1 => {
+                let photo = image("jpeg", GEMINI_SCENARIO);
+                post_bytes(w, "/api/scan-bookshelf", Some("image/jpeg"), photo).await
+            }
+            CostJob::Enrich100 => {
+                let books: Vec<Value> = (0..100)
+                    .map(|i| json!({ "title": format!("Volume {i}"), "author": format!("Writer {i}") }))
+                    .collect();
+                post_json(w, "/api/enrichment/batch", &json!({ "books": books }), None).await
+            }
+        };
+        Created::from_answer(&answer)
+    }
+}
+
+/// Runs each [`CostJob`] twice, with a client that stays connected to the end and with one
+/// that goes to the background (drops its connection) once `ready` is acknowledged, and
+/// prices the counts of each job's `job.cost` line per 1,000 jobs. Returns the counts, for
+/// `bench/results.json`.
+async fn cost_per_job(w: &Worker, figures: &mut Figures) -> Vec<Value> {
+    let mut counts = Vec::new();
+    for job_kind in CostJob::ALL {
+        for stays in [true, false] {
+            let job = job_kind.create(w).await;
+            let mut ws = Socket::connect(w, &job).await;
+            ws.ready().await;
+            ws.until("ready_ack").await;
+            if stays {
+                let closed = ws.until_closed().await;
+                assert_eq!(closed.code, 1000, "{:?}", ws.kinds());
+            } else {
+                ws.vanish();
+            }
+            let line = w
+                .wait_event("the job's cost", |e| {
+                    e["event"] == "job.cost" && e["jobId"] == job.job_id.as_str()
+                })
+                .await;
+            assert_eq!(line["ended"], "completed", "{line}");
+            let usage: Usage = serde_json::from_value(line.clone()).unwrap();
+            let client = if stays {
+                "client stays"
+            } else {
+                "client backgrounds"
+            };
+            let label = format!("{}, {client}", job_kind.label());
+            let thousand = PRICES.cost(&usage).times(1_000.0);
+            figures.record(
+                &format!("$ per 1,000 jobs: {label}"),
+                "$",
+                "",
+                thousand.total(),
+            );
+            counts.push(json!({ "job": label, "usage": usage, "dollarsPerThousand": thousand }));
+        }
+    }
+    counts
+}
+
+/// The cost table under the figures: each job's counts from its last repetition.
+fn print_costs(counts: &[Value]) {
+    println!(
+        "\nCost per job (prices of {}; counts from the job.cost line of the last repetition;\n\
+         book lookups answer in {BOOK_LOOKUP_MS} ms, Gemini in 700 ms):\n",
+        PRICES.as_of
+    );
+    println!("| job | requests | msgs in | msgs out | alarms | awake ms | rows read | rows written | alarm sets | $ / 1,000 jobs |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let last: BTreeMap<String, &Value> = counts
+        .iter()
+        .map(|c| (c["job"].as_str().unwrap_or("").to_string(), c))
+        .collect();
+    for entry in counts.iter().take(6) {
+        let c = last[entry["job"].as_str().unwrap_or("")];
+        let u = &c["usage"];
+        let d = &c["dollarsPerThousand"];
+        let total: f64 = ["requests", "duration", "rowsRead", "rowsWritten"]
+            .iter()
+            .map(|k| d[k].as_f64().unwrap_or(0.0))
+            .sum();
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            c["job"].as_str().unwrap_or(""),
+            u["requests"],
+            u["messagesIn"],
+            u["messagesOut"],
+            u["alarms"],
+            u["awakeMs"],
+            u["rowsRead"],
+            u["rowsWritten"],
+            u["alarmSets"],
+            show(total)
+        );
+    }
+}
+
 fn wasm_size(figures: &mut Figures) {
     let wasm = support::wrangler::repo_root().join("build/index_bg.wasm");
     let raw = std::fs::metadata(&wasm).unwrap().len() as f64;
@@ -470,11 +602,15 @@ async fn bench() {
     let reps = env_number("BENCH_REPS", 5);
     let jobs = env_number("BENCH_JOBS", 200);
     let idle = Duration::from_secs(env_number("BENCH_IDLE_SECS", 20) as u64);
-    // The default log level, as in production: per-request lines are debug-only.
+    // The default log level, as in production: per-request lines are debug-only. The fake
+    // providers stand in for Gemini and the book APIs in the cost scenario.
+    let providers = Providers::start(Duration::from_millis(BOOK_LOOKUP_MS));
     let w = Worker::start(
-        test_options()
-            .var("READY_TIMEOUT_SECS", 600)
-            .var("LOG_LEVEL", "info"),
+        providers.options(
+            test_options()
+                .var("READY_TIMEOUT_SECS", 600)
+                .var("LOG_LEVEL", "info"),
+        ),
     )
     .await;
     let (file, _) = bookstrack_jobs::pipelines::csv::generate_goodreads(50_000, 3);
@@ -484,6 +620,7 @@ async fn bench() {
         Value::Null
     };
     let mut figures = Figures::default();
+    let mut costs = Vec::new();
     for rep in 0..reps {
         eprintln!("[bench] repetition {} of {reps}", rep + 1);
         if runs("latency") {
@@ -498,6 +635,9 @@ async fn bench() {
         }
         if runs("csv") {
             csv_import(&w, &file, &mut figures).await;
+        }
+        if runs("cost") {
+            costs.extend(cost_per_job(&w, &mut figures).await);
         }
         wasm_size(&mut figures);
     }
@@ -534,6 +674,9 @@ async fn bench() {
             json!({ "unit": unit, "min": min, "median": median, "max": max, "target": target, "samples": values }),
         );
     }
+    if !costs.is_empty() {
+        print_costs(&costs);
+    }
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|c| {
@@ -555,6 +698,9 @@ async fn bench() {
         "hibernationIdleSecs": idle.as_secs(),
         "command": "npm run bench",
         "figures": json_figures,
+        "prices": { "asOf": PRICES.as_of, "perMillionRequests": PRICES.per_million_requests, "perMillionGbS": PRICES.per_million_gb_s, "billedMemoryGb": PRICES.billed_memory_gb, "perMillionRowsRead": PRICES.per_million_rows_read, "perMillionRowsWritten": PRICES.per_million_rows_written, "messagesPerRequest": PRICES.messages_per_request },
+        "providerLatencyMs": { "bookLookup": BOOK_LOOKUP_MS, "gemini": 700 },
+        "costs": costs,
     });
     let partial = std::env::var("BENCH_ONLY").is_ok();
     let dir = support::wrangler::repo_root().join(if partial { "target/bench" } else { "bench" });
