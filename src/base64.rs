@@ -13,8 +13,24 @@ pub fn encode_url(bytes: &[u8]) -> String {
     encode_with(bytes, URL_SAFE, false)
 }
 
+/// Standard alphabet with padding, appended to `out`: a photo's text goes straight into the
+/// request body that carries it.
+pub fn encode_into(out: &mut String, bytes: &[u8]) {
+    append_with(out, bytes, STANDARD, true);
+}
+
+/// The length of [`encode`]'s text for `len` bytes.
+pub fn encoded_len(len: usize) -> usize {
+    len.div_ceil(3) * 4
+}
+
 fn encode_with(bytes: &[u8], alphabet: &[u8; 64], pad: bool) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    let mut out = String::with_capacity(encoded_len(bytes.len()));
+    append_with(&mut out, bytes, alphabet, pad);
+    out
+}
+
+fn append_with(out: &mut String, bytes: &[u8], alphabet: &[u8; 64], pad: bool) {
     for chunk in bytes.chunks(3) {
         let b = [
             chunk[0],
@@ -31,7 +47,6 @@ fn encode_with(bytes: &[u8], alphabet: &[u8; 64], pad: bool) -> String {
             }
         }
     }
-    out
 }
 
 /// Why a base64 text could not be decoded.
@@ -74,27 +89,55 @@ fn sextet(byte: u8) -> Option<u8> {
 }
 
 /// Decodes standard or URL-safe base64, padded or not, skipping ASCII whitespace (line-wrapped
-/// encoders) and a leading `data:...;base64,` prefix. Fails before allocating past
+/// encoders) and a leading `data:...;base64,` prefix. Fails before decoding past
 /// `max_decoded` bytes.
 pub fn decode(text: &str, max_decoded: usize) -> Result<Vec<u8>, DecodeError> {
-    let body = match text.strip_prefix("data:") {
-        Some(rest) => rest.split_once(',').map(|(_, b)| b).unwrap_or(rest),
-        None => text,
+    let mut buffer = text.as_bytes().to_vec();
+    let len = decode_in_place(&mut buffer, 0..text.len(), 0, max_decoded)?;
+    buffer.truncate(len);
+    Ok(buffer)
+}
+
+/// As [`decode`], for the text at `src` in `buffer`, writing the bytes at `dst` in the same
+/// buffer: a 33 MiB batch of photos is decoded without a second buffer. Returns how many
+/// bytes were written. `dst` must not be after `src.start`: each byte is written where text
+/// has already been read (three bytes for four symbols), so no unread text is overwritten.
+/// On an error, the bytes from `dst` on may have been overwritten.
+pub fn decode_in_place(
+    buffer: &mut [u8],
+    src: std::ops::Range<usize>,
+    dst: usize,
+    max_decoded: usize,
+) -> Result<usize, DecodeError> {
+    assert!(
+        dst <= src.start && src.end <= buffer.len(),
+        "decode_in_place: bad ranges"
+    );
+    let text = &buffer[src.clone()];
+    let prefix_len = match text.strip_prefix(b"data:") {
+        Some(rest) => rest
+            .iter()
+            .position(|&b| b == b',')
+            .map_or(5, |comma| 5 + comma + 1),
+        None => 0,
     };
-    let prefix_len = text.len() - body.len();
-    let significant = body.bytes().filter(|b| !b.is_ascii_whitespace()).count();
+    let significant = text[prefix_len..]
+        .iter()
+        .filter(|b| !b.is_ascii_whitespace())
+        .count();
     let estimated = significant / 4 * 3;
     if estimated > max_decoded.saturating_add(3) {
         return Err(DecodeError::TooLarge {
             decoded_at_least: estimated.saturating_sub(2),
         });
     }
-    let mut out = Vec::with_capacity(estimated + 3);
+    let mut written = dst;
     let mut acc: u32 = 0;
     let mut bits = 0u32;
     let mut padding = 0usize;
     let mut symbols = 0usize;
-    for (i, byte) in body.bytes().enumerate() {
+    for i in src.start + prefix_len..src.end {
+        let byte = buffer[i];
         if byte.is_ascii_whitespace() {
             continue;
         }
@@ -102,7 +145,7 @@ pub fn decode(text: &str, max_decoded: usize) -> Result<Vec<u8>, DecodeError> {
             padding += 1;
             continue;
         }
-        let offset = prefix_len + i;
+        let offset = i - src.start;
         if padding > 0 {
             // Data after padding is corrupt input, not a second message.
             return Err(DecodeError::InvalidByte { offset, byte });
@@ -113,7 +156,9 @@ pub fn decode(text: &str, max_decoded: usize) -> Result<Vec<u8>, DecodeError> {
         bits += 6;
         if bits >= 8 {
             bits -= 8;
-            out.push((acc >> bits) as u8);
+            // `written` trails `i`: at least two symbols are read for each byte written.
+            buffer[written] = (acc >> bits) as u8;
+            written += 1;
             acc &= (1 << bits) - 1;
         }
     }
@@ -121,12 +166,13 @@ pub fn decode(text: &str, max_decoded: usize) -> Result<Vec<u8>, DecodeError> {
     if remainder == 1 || padding > 2 || (padding > 0 && !(symbols + padding).is_multiple_of(4)) {
         return Err(DecodeError::InvalidLength);
     }
-    if out.len() > max_decoded {
+    let len = written - dst;
+    if len > max_decoded {
         return Err(DecodeError::TooLarge {
-            decoded_at_least: out.len(),
+            decoded_at_least: len,
         });
     }
-    Ok(out)
+    Ok(len)
 }
 
 #[cfg(test)]
@@ -211,5 +257,44 @@ mod tests {
             decode(&text, 10),
             Err(DecodeError::TooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn decodes_in_place_behind_the_text() {
+        // Three texts back to back, decoded each to the end of the previous one's bytes, as
+        // a batch's photos are in their JSON body.
+        let plains: [&[u8]; 3] = [b"first photo", &[0u8, 255, 7, 8, 9], b"x"];
+        let texts = [
+            encode(plains[0]),
+            format!("data:image/png;base64,{}", encode(plains[1])),
+            // Wrapped lines, as some encoders write them.
+            format!("{}\r\n", encode(plains[2])),
+        ];
+        let mut buffer = b"{}".to_vec();
+        let mut ranges = Vec::new();
+        for text in &texts {
+            let start = buffer.len();
+            buffer.extend_from_slice(text.as_bytes());
+            ranges.push(start..buffer.len());
+        }
+        let mut written = 0;
+        for (range, plain) in ranges.into_iter().zip(plains) {
+            let n = decode_in_place(&mut buffer, range, written, 100).unwrap();
+            assert_eq!(&buffer[written..written + n], plain);
+            written += n;
+        }
+        assert_eq!(
+            &buffer[..written],
+            [plains[0], plains[1], plains[2]].concat()
+        );
+        // The same errors as `decode`, at the same offsets.
+        for bad in ["Zm9v!mFy", "Zg=a", "Zm9vY"] {
+            let mut buffer = bad.as_bytes().to_vec();
+            assert_eq!(
+                decode_in_place(&mut buffer, 0..bad.len(), 0, 100),
+                decode(bad, 100).map(|v| v.len()),
+                "{bad}"
+            );
+        }
     }
 }

@@ -8,6 +8,7 @@ use std::fmt;
 /// code can never be sent with the wrong status. Jobs store the code of their error in this
 /// spelling too (`PROVIDER_ERROR`, ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
     InvalidRequest,

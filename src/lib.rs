@@ -33,6 +33,9 @@
 //! - [`json_body`]: small JSON bodies read strictly (UTF-8, an object at the root).
 //! - [`rate_limit`]: per-client buckets and the sliding window behind 429.
 //! - [`error`], [`envelope`]: the one error type and the JSON envelope every answer wears.
+//! - [`answers`]: the data of the creation, refresh, cancel and health answers.
+//! - `schema` (native builds only): docs/schema/protocol.json, the JSON Schema of every
+//!   message and answer, generated from these types.
 //! - [`config`]: wrangler vars and secrets, with the contract's defaults.
 //! - [`ids`], [`token`]: job ids; token issuing, hashing, expiry and refresh rules.
 //! - [`protocol`]: WebSocket messages, client message parsing, close codes, the upgrade query.
@@ -72,6 +75,7 @@ macro_rules! fixture_bytes {
     };
 }
 
+pub mod answers;
 pub mod base64;
 pub mod config;
 pub mod cost;
@@ -94,6 +98,8 @@ pub mod protocol;
 pub mod rate_limit;
 pub mod results;
 pub mod routes;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod schema;
 pub mod text;
 pub mod time;
 pub mod token;

@@ -105,8 +105,15 @@ impl UpgradeQuery {
     }
 }
 
-/// What a client may send.
+/// What a client may send. Read by [`parse_client_text`], not by serde; the schema
+/// (`ready`, `cancel`, `ping` in docs/schema/protocol.json) gives the shape it accepts: an
+/// object whose `type` names the message, other members ignored.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(
+    not(target_arch = "wasm32"),
+    derive(schemars::JsonSchema),
+    schemars(tag = "type", rename_all = "snake_case")
+)]
 pub enum ClientMessage {
     Ready,
     Cancel,
@@ -181,8 +188,10 @@ pub fn classify_client_binary(len: usize) -> Violation {
 }
 
 /// The payloads the server sends (contract sections 5 and 9.4). Serialized with the `type`
-/// tag inside, as the contract's payloads carry it.
+/// tag inside, as the contract's payloads carry it. Each variant is one `$defs` entry of
+/// docs/schema/protocol.json, inside its [`Envelope`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[serde(
     tag = "type",
     rename_all = "snake_case",
@@ -192,6 +201,7 @@ pub enum ServerMessage {
     ReadyAck {},
     Reconnected {
         status: Status,
+        #[cfg_attr(not(target_arch = "wasm32"), schemars(range(min = 0.0, max = 1.0)))]
         progress: f64,
         processed_count: u64,
         total_count: u64,
@@ -200,6 +210,7 @@ pub enum ServerMessage {
         /// The events the client missed can no longer be replayed: it should read the job's
         /// state and results instead.
         #[serde(skip_serializing_if = "std::ops::Not::not")]
+        #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("const" = true)))]
         resync: bool,
     },
     JobStarted {
@@ -208,6 +219,7 @@ pub enum ServerMessage {
         estimated_duration_ms: Option<u64>,
     },
     JobProgress {
+        #[cfg_attr(not(target_arch = "wasm32"), schemars(range(min = 0.0, max = 1.0)))]
         progress: f64,
         status: Status,
         processed_count: u64,
@@ -216,19 +228,45 @@ pub enum ServerMessage {
     },
     /// One finished item: an enrichment input (`book`, its results entry) or a scanned photo
     /// (`books` found on it, or `error`).
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(transform = crate::schema::rules::item_result_rules)
+    )]
     ItemResult {
         index: u64,
         success: bool,
+        // Built by the pipelines from their own types, named here for the schema only.
         #[serde(skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(
+            not(target_arch = "wasm32"),
+            schemars(with = "Option<crate::pipelines::enrich::BookOutcome>")
+        )]
         book: Option<Value>,
         #[serde(skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(
+            not(target_arch = "wasm32"),
+            schemars(with = "Option<Vec<crate::pipelines::scan::results::ScanBook>>")
+        )]
         books: Option<Value>,
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(transform = crate::schema::rules::job_complete_rules)
+    )]
     JobComplete {
         pipeline: Pipeline,
+        /// The pipeline's summary, as it was stored when the job completed.
+        #[cfg_attr(
+            not(target_arch = "wasm32"),
+            schemars(with = "crate::schema::rules::JobSummary")
+        )]
         summary: Value,
+        #[cfg_attr(
+            not(target_arch = "wasm32"),
+            schemars(pattern(crate::schema::rules::RESULTS_URL_PATTERN))
+        )]
         results_url: String,
     },
     Error {
@@ -236,22 +274,48 @@ pub enum ServerMessage {
         message: String,
         retryable: bool,
         #[serde(skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(
+            not(target_arch = "wasm32"),
+            schemars(with = "Option<serde_json::Map<String, Value>>")
+        )]
         details: Option<Value>,
     },
 }
 
 /// The envelope every server message wears on the wire.
 #[derive(Serialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
-struct Envelope<'a> {
+pub(crate) struct Envelope<'a> {
+    /// The payload's `type`; the schema pins it per message.
     #[serde(rename = "type")]
     kind: &'static str,
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(pattern(crate::schema::rules::JOB_ID_PATTERN))
+    )]
     job_id: &'a str,
     pipeline: Pipeline,
     timestamp: Millis,
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("const" = PROTOCOL_VERSION)))]
     version: &'static str,
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(range(min = 1)))]
     seq: u64,
     payload: &'a ServerMessage,
+}
+
+/// The answer to a client's ping, [`PONG_TEXT`], which the runtime sends by itself and the
+/// object as that same text; this type is its shape for the schema (`pong`).
+#[derive(Serialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+pub struct Pong {
+    #[serde(rename = "type")]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("const" = "pong")))]
+    pub kind: &'static str,
+}
+
+impl Pong {
+    pub const MESSAGE: Self = Self { kind: "pong" };
 }
 
 impl ServerMessage {

@@ -9,6 +9,7 @@ use crate::base64;
 use crate::error::ApiError;
 use crate::limits::single_query_param;
 use crate::token::{constant_time_eq, hmac_sha256};
+use serde::Serialize;
 use serde_json::json;
 
 /// Entries per page when the client does not say, and the most it may ask for.
@@ -17,6 +18,22 @@ pub const MAX_LIMIT: usize = 1_000;
 pub const MAX_PAGE_BYTES: usize = 1024 * 1024;
 
 const MAC_BYTES: usize = 12;
+
+/// A page of results as sent: the pipeline's document, and `nextCursor` when entries remain
+/// (contract 9.2).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(
+    not(target_arch = "wasm32"),
+    derive(schemars::JsonSchema),
+    schemars(inline)
+)]
+#[serde(rename_all = "camelCase")]
+pub struct Paged<T> {
+    #[serde(flatten)]
+    pub page: T,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
 
 /// Where in a job's results a page starts: two numbers whose meaning is the pipeline's (a
 /// CSV slice and a book in it; a book's index).

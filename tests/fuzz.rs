@@ -3568,7 +3568,7 @@ fn check_request(input: RequestInput) -> Result<(), TestCaseError> {
                         "blobs that do not add up were accepted"
                     );
                     prop_assert_eq!(&back, create.as_ref());
-                    prop_assert_eq!(back_data, data.as_slice());
+                    prop_assert_eq!(back_data.as_slice(), data.as_slice());
                 }
                 Err(e) => {
                     prop_assert_ne!(

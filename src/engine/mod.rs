@@ -26,6 +26,8 @@ mod bounds_tests;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod compat_tests;
 #[cfg(all(test, not(target_arch = "wasm32")))]
+mod schema_tests;
+#[cfg(all(test, not(target_arch = "wasm32")))]
 pub mod testing;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests;

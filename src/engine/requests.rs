@@ -2,30 +2,39 @@
 
 use super::dispatch::{with_pipeline, Pipelines};
 use super::{Engine, Job, Reply};
+use crate::answers::{CancelJobData, CreateJobData, TokenRefreshData};
 use crate::error::ApiError;
 use crate::host::{Batch, Host, Stored};
-use crate::internal::{self, CreateJob};
+use crate::internal::{CreateJob, FrameReader};
 use crate::job::record::{JobRecord, RefreshOutcome};
 use crate::job::Status;
 use crate::keys;
 use crate::pipeline::Pipeline;
 use crate::protocol::CloseCode;
-use crate::results::{CursorSigner, PageQuery};
+use crate::results::{CursorSigner, PageQuery, Paged};
 use crate::time::Millis;
 use crate::token::{self, RefreshError, TokenRecord};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::rc::Rc;
 
-/// The 202 body of every creation route.
-fn creation_answer(create: &CreateJob, token: &str, token_ttl_ms: Millis) -> Value {
-    json!({
-        "jobId": create.job_id,
-        "token": token,
-        "expiresIn": token_ttl_ms / 1_000,
-        "pipeline": create.pipeline.as_str(),
-        "websocketUrl": format!("/ws/progress?jobId={}&token={}", create.job_id, token),
-    })
+/// How long inputs stored ahead of a creation's last write may wait for it: past this, an
+/// object that never became a job (it died mid-upload) deletes them.
+pub const ORPHAN_INPUTS_GRACE_MS: Millis = 10 * 60 * 1_000;
+
+/// The 202 body of every creation route, with the token's remaining lifetime.
+fn creation_answer(create: &CreateJob, token: &str, expires_in_ms: Millis) -> Value {
+    to_data(CreateJobData::new(
+        &create.job_id,
+        create.pipeline,
+        token,
+        expires_in_ms,
+    ))
+}
+
+/// An answer's `data` as the engine replies it; our answer types always serialize.
+fn to_data(data: impl serde::Serialize) -> Value {
+    serde_json::to_value(data).unwrap_or(Value::Null)
 }
 
 impl<H: Host> Engine<H> {
@@ -37,11 +46,28 @@ impl<H: Host> Engine<H> {
         Ok(self.signer.issue(job_id, random))
     }
 
-    /// Creates the job from the Worker's creation message: its core, its work and its
-    /// inputs in one write, then the alarm.
+    /// Creates the job from a whole creation message (see [`Engine::create_from`]).
     pub async fn create(&self, body: &[u8]) -> Reply {
-        let (create, data) =
-            internal::decode(body).map_err(|e| self.internal("decoding a create body", e))?;
+        let chunks = futures::stream::iter([Ok::<_, String>(body.to_vec())]);
+        self.create_from(chunks).await
+    }
+
+    /// Creates the job from the Worker's creation message, read as it arrives: the header,
+    /// then each input blob. Every blob but the last is stored as soon as it is complete, so
+    /// the object holds one blob (at most 1 MiB) of a 33 MiB batch at a time, not the whole;
+    /// the last goes with the job's core and work in one write, which is what makes the job
+    /// exist. Inputs stored before a creation that then fails are deleted; if the object dies
+    /// first, the alarm armed before the first of them deletes them
+    /// ([`ORPHAN_INPUTS_GRACE_MS`]).
+    pub async fn create_from<S>(&self, body: S) -> Reply
+    where
+        S: futures::Stream<Item = Result<Vec<u8>, String>> + Unpin,
+    {
+        let mut frame = FrameReader::new(body);
+        let create = frame
+            .header()
+            .await
+            .map_err(|e| self.internal("decoding a create body", e))?;
         if self.mem.borrow().job.is_some() {
             return self.repeat(&create).await;
         }
@@ -61,37 +87,87 @@ impl<H: Host> Engine<H> {
         );
         record.idempotency = create.idempotency.clone();
         record.usage = self.usage.take();
-        let mut batch = Batch::default();
-        batch
-            .json(keys::CORE, &record)
-            .json(keys::WORK, &create.work);
-        let mut offset = 0;
-        for blob in &create.blobs {
-            batch.bytes(&blob.key, data[offset..offset + blob.len].to_vec());
-            offset += blob.len;
-        }
-        // Claimed before the write, so a concurrent create of the same id sees it at once.
+        // Claimed before the first await on the body, so a concurrent create of the same id
+        // sees it at once.
         *self.pipeline.borrow_mut() = Some(Rc::new(Pipelines::for_work(&create.work)));
         self.mem.borrow_mut().job = Some(Job {
-            record,
+            record: record.clone(),
             work: create.work.clone(),
         });
-        if let Err(e) = self.write(batch).await {
+        let mut stored_early = Vec::new();
+        let outcome = self
+            .store_new_job(&create, &record, &mut frame, &mut stored_early)
+            .await;
+        if let Err(e) = outcome {
             self.mem.borrow_mut().job = None;
             *self.pipeline.borrow_mut() = None;
-            return Err(self.internal("storing a new job", e));
+            // Best effort: what stays is deleted by the alarm armed before it was stored.
+            let _ = self.host.delete(&stored_early).await;
+            return Err(e);
         }
         self.sync_alarm()
             .await
             .map_err(|e| self.internal("arming the alarm", e))?;
+        let bytes: usize = create.blobs.iter().map(|b| b.len).sum();
         self.log_job(
             "job.created",
-            json!({ "bytes": data.len(), "totalCount": create.total_count }),
+            json!({ "bytes": bytes, "totalCount": create.total_count }),
         );
         Ok((
             202,
             creation_answer(&create, &token, self.config.token_ttl_ms),
         ))
+    }
+
+    /// Reads a creation's blobs and stores them with the job's core and work (see
+    /// [`Engine::create_from`]); `stored_early` names what was stored before the last write.
+    async fn store_new_job<S>(
+        &self,
+        create: &CreateJob,
+        record: &JobRecord,
+        frame: &mut FrameReader<S>,
+        stored_early: &mut Vec<String>,
+    ) -> Result<(), ApiError>
+    where
+        S: futures::Stream<Item = Result<Vec<u8>, String>> + Unpin,
+    {
+        let mut batch = Batch::default();
+        batch
+            .json(keys::CORE, record)
+            .json(keys::WORK, &create.work);
+        let last = create.blobs.len().saturating_sub(1);
+        for (n, blob) in create.blobs.iter().enumerate() {
+            let bytes = frame
+                .take(blob.len)
+                .await
+                .map_err(|e| self.internal("reading a create body", e))?;
+            if n == last {
+                batch.bytes(&blob.key, bytes);
+                continue;
+            }
+            if stored_early.is_empty() {
+                let at = self.now() + ORPHAN_INPUTS_GRACE_MS;
+                self.count(|u| u.alarm_sets += 1);
+                self.host
+                    .set_alarm(Some(at))
+                    .await
+                    .map_err(|e| self.internal("arming the orphan alarm", e))?;
+                self.armed.set(Some(at));
+            }
+            let mut one = Batch::default();
+            one.bytes(&blob.key, bytes);
+            stored_early.push(blob.key.clone());
+            self.write(one)
+                .await
+                .map_err(|e| self.internal("storing a job's input", e))?;
+        }
+        frame
+            .end()
+            .await
+            .map_err(|e| self.internal("reading a create body", e))?;
+        self.write(batch)
+            .await
+            .map_err(|e| self.internal("storing a new job", e))
     }
 
     /// A creation for a job id that is taken: the repeat of the request that created it (the
@@ -144,8 +220,7 @@ impl<H: Host> Engine<H> {
             expires_at = now + self.config.token_ttl_ms;
         }
         self.log_job("job.repeated", json!({ "newToken": !current }));
-        let mut answer = creation_answer(create, &token, self.config.token_ttl_ms);
-        answer["expiresIn"] = json!(expires_at.saturating_sub(now) / 1_000);
+        let answer = creation_answer(create, &token, expires_at.saturating_sub(now));
         Ok((202, answer))
     }
 
@@ -242,7 +317,11 @@ impl<H: Host> Engine<H> {
         self.log_job("token.refreshed", json!({}));
         Ok((
             200,
-            json!({ "jobId": job_id, "token": new_token, "expiresIn": self.config.token_ttl_ms / 1_000 }),
+            to_data(TokenRefreshData {
+                job_id,
+                token: new_token,
+                expires_in: self.config.token_ttl_ms / 1_000,
+            }),
         ))
     }
 
@@ -253,7 +332,7 @@ impl<H: Host> Engine<H> {
         let job_id = self
             .with_job(|job| job.record.state.job_id.clone())
             .unwrap_or_default();
-        Ok((200, json!({ "jobId": job_id, "status": "canceled" })))
+        Ok((200, to_data(CancelJobData::new(job_id))))
     }
 
     /// Cancels a queued or running job: persisted at once, sockets closed 1001, and no work
@@ -308,10 +387,10 @@ impl<H: Host> Engine<H> {
             .ok_or_else(|| ApiError::not_found("no such job"))?;
         let page = with_pipeline!(self, &*pipelines, |p, ctx| p.results(&ctx, page).await)
             .map_err(|e| self.internal("reading results", e))?;
-        let mut document = page.document;
-        if let Some(next) = page.next {
-            document["nextCursor"] = json!(cursors.seal(&job_id, next));
-        }
-        Ok((200, document))
+        let paged = Paged {
+            page: page.document,
+            next_cursor: page.next.map(|next| cursors.seal(&job_id, next)),
+        };
+        Ok((200, to_data(paged)))
     }
 }

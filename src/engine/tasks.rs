@@ -16,6 +16,7 @@ use crate::host::{Host, StorageError};
 use crate::job::schedule::{RetryOutcome, TaskKind};
 use crate::job::stream::EventKind;
 use crate::job::{JobError, Status};
+use crate::keys;
 use crate::pipeline::{Attempt, Pipeline, StepFailure, StepOutcome};
 use crate::protocol::ServerMessage;
 use crate::time::Millis;
@@ -75,6 +76,7 @@ impl<H: Host> Engine<H> {
         }
         let due = now + self.retry_policy().delay_after(failures);
         self.armed.set(None);
+        self.count(|u| u.alarm_sets += 1);
         self.host.set_alarm(Some(due)).await?;
         self.host
             .abort("a storage write failed; going on from the last checkpoint");
@@ -135,6 +137,14 @@ impl<H: Host> Engine<H> {
         self.armed.set(None);
         let now = self.now();
         let Some(due) = self.with_job(|job| job.record.schedule.due(now)) else {
+            // No job, yet an alarm: a creation stored inputs and died before its last write
+            // (`ORPHAN_INPUTS_GRACE_MS`). Read again first: a job that failed to load is not
+            // an absent one, and must not be deleted.
+            let stored = self.read(&[keys::CORE.into()]).await?;
+            if stored.json::<serde_json::Value>(keys::CORE).is_none() {
+                self.host.log("job.orphan_inputs_deleted", json!({}));
+                self.host.delete_all().await?;
+            }
             return Ok(());
         };
         for kind in due {

@@ -63,10 +63,11 @@ pub(super) fn create(
         .request(|e| async move { e.create(&body).await })
         .expect("created");
     assert_eq!(status, 202);
+    crate::schema::tests::assert_answer("CreateJob", &Ok((status, answer.clone())));
     answer["token"].as_str().unwrap().to_string()
 }
 
-fn scan_job(sim: &mut Sim, photos: usize) -> String {
+pub(super) fn scan_job(sim: &mut Sim, photos: usize) -> String {
     let image = b"\xFF\xD8\xFF\xE0 a photo".to_vec();
     let work = Work::Scan(ScanWork {
         photos: (0..photos)
@@ -90,7 +91,7 @@ fn isbn13(n: u32) -> String {
     format!("{body}{}", (10 - sum % 10) % 10)
 }
 
-fn enrich_job(sim: &mut Sim, books: u32) -> String {
+pub(super) fn enrich_job(sim: &mut Sim, books: u32) -> String {
     let books: Vec<Value> = (0..books)
         .map(|n| serde_json::json!({ "title": format!("Book {n}"), "isbn": isbn13(n) }))
         .collect();
@@ -129,12 +130,12 @@ fn synthetic_job(sim: &mut Sim, items: u64) -> String {
 }
 
 /// A Gemini answer with one book.
-fn gemini_ok() -> Answer {
+pub(super) fn gemini_ok() -> Answer {
     Answer::new(200, fixture!("gemini", "fenced.json"))
 }
 
 /// Google Books knows every ISBN it is asked for, as "Book <n>".
-fn google_books(request: &crate::host::Outbound) -> Scripted {
+pub(super) fn google_books(request: &crate::host::Outbound) -> Scripted {
     let isbn = request
         .url
         .split("isbn:")

@@ -8,6 +8,7 @@ use std::fmt;
 
 /// The three kinds of work the service runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Pipeline {
     CsvImport,
@@ -48,6 +49,7 @@ impl Pipeline {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Queued,
@@ -75,21 +77,34 @@ impl Status {
 
 /// Why a job failed, as the client sees it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 pub struct JobError {
     pub code: ErrorCode,
     pub message: String,
     pub retryable: bool,
 }
 
-/// The client-visible job state (contract section 3). Times are epoch milliseconds.
+/// The client-visible job state (contract section 3). Times are epoch milliseconds. In the
+/// schema it is `JobStateData`, the `data` of the `JobState` answer; which fields an ended job
+/// has is added there (`schema::job_state_rules`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(
+    not(target_arch = "wasm32"),
+    derive(schemars::JsonSchema),
+    schemars(rename = "JobStateData", transform = crate::schema::rules::job_state_rules)
+)]
 #[serde(rename_all = "camelCase")]
 pub struct JobState {
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(pattern(crate::schema::rules::JOB_ID_PATTERN))
+    )]
     pub job_id: String,
     pub pipeline: Pipeline,
     pub status: Status,
     pub total_count: u64,
     pub processed_count: u64,
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(range(min = 0.0, max = 1.0)))]
     pub progress: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_item: Option<String>,
@@ -98,11 +113,20 @@ pub struct JobState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_time: Option<Millis>,
     pub version: u64,
+    /// The pipeline's summary: stored as the pipeline built it, from its own summary type.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "Option<crate::schema::rules::JobSummary>")
+    )]
     pub summary: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<JobError>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(pattern(crate::schema::rules::RESULTS_URL_PATTERN))
+    )]
     pub results_url: Option<String>,
 }
 

@@ -22,14 +22,17 @@ use crate::pipelines::csv::{
     format_hint, read_header_with, CsvWork, HeaderError, MAX_HEADER_COLUMNS,
 };
 use crate::pipelines::enrich::{self, EnrichWork};
-use crate::pipelines::scan::image::kind_from_media_type;
-use crate::pipelines::scan::request::{self as scan_request, ScanImage};
+use crate::pipelines::scan::image::{kind_from_media_type, ImageKind};
+use crate::pipelines::scan::request as scan_request;
 use crate::pipelines::scan::{ScanPhoto, ScanWork};
 use crate::pipelines::synthetic;
 use crate::pipelines::work::Work;
 use crate::rate_limit::Bucket;
 use serde_json::json;
+use std::rc::Rc;
+use wasm_streams::ReadableStream;
 use worker::js_sys::Uint8Array;
+use worker::wasm_bindgen::JsValue;
 use worker::{Method, Request, RequestInit, Response};
 
 /// A creation's `Idempotency-Key` (contract 9.3), when it sent one.
@@ -84,7 +87,7 @@ pub async fn synthetic_job(ctx: &Ctx<'_>, req: &mut Request) -> Result<Response,
         blobs: Vec::new(),
         idempotency,
     };
-    create_job(ctx, create, &[]).await
+    create_job(ctx, create, Vec::new()).await
 }
 
 /// `POST /api/scan-bookshelf`: one raw or multipart image.
@@ -97,7 +100,8 @@ pub async fn single_scan(ctx: &Ctx<'_>, req: &mut Request) -> Result<Response, A
     let body = http::read_body_limited(req, scan_request::MAX_SINGLE_BODY_BYTES).await?;
     let image = scan_request::parse_single(content_type.as_deref(), body)?;
     let ids = idempotent.job(ctx, "scan", None, &[&image.bytes]);
-    create_scan(ctx, ids, vec![image]).await
+    let photo = (image.index, image.kind, image.bytes.len());
+    create_scan(ctx, ids, vec![photo], image.bytes).await
 }
 
 /// Refuses, before the body is read, a single scan whose `Content-Type` can only end in 415:
@@ -118,7 +122,8 @@ pub async fn batch_scan(ctx: &Ctx<'_>, req: &mut Request) -> Result<Response, Ap
     http::check_declared_length(req, scan_request::MAX_BATCH_BODY_BYTES)?;
     ctx.limit(Bucket::Scan).await?;
     let body = http::read_body_limited(req, scan_request::MAX_BATCH_BODY_BYTES).await?;
-    let batch = scan_request::parse_batch(&body)?;
+    // The photos are decoded where their text was: no second buffer for a 33 MiB body.
+    let batch = scan_request::decode_batch(body)?;
     let proposed = ctx.proposed_job_id(batch.job_id.clone())?;
     let indexes: Vec<u8> = batch
         .images
@@ -126,10 +131,21 @@ pub async fn batch_scan(ctx: &Ctx<'_>, req: &mut Request) -> Result<Response, Ap
         .flat_map(|image| image.index.to_be_bytes())
         .collect();
     let mut parts: Vec<&[u8]> = vec![&indexes];
-    parts.extend(batch.images.iter().map(|image| image.bytes.as_slice()));
+    parts.extend(
+        batch
+            .images
+            .iter()
+            .map(|image| &batch.buffer[image.bytes.clone()]),
+    );
     // Scan routes share their key space: a single scan and a batch are one kind of job.
     let ids = idempotent.job(ctx, "scan", proposed, &parts);
-    create_scan(ctx, ids, batch.images).await
+    let photos = batch
+        .images
+        .iter()
+        .map(|image| (image.index, image.kind, image.bytes.len()))
+        .collect();
+    // The photos lie one after another at the start of the buffer, in request order.
+    create_scan(ctx, ids, photos, batch.buffer).await
 }
 
 /// `POST /api/enrichment/batch`: 1 to 100 books in JSON.
@@ -155,7 +171,7 @@ pub async fn enrichment(ctx: &Ctx<'_>, req: &mut Request) -> Result<Response, Ap
         }],
         idempotency,
     };
-    create_job(ctx, create, &books).await
+    create_job(ctx, create, books).await
 }
 
 /// `POST /api/import/csv`: the header is checked before any job exists (contract section 2).
@@ -181,7 +197,7 @@ pub async fn csv_import(ctx: &Ctx<'_>, req: &mut Request) -> Result<Response, Ap
         blobs: blobs_for(keys::CSV_INPUT_PREFIX, file.len()),
         idempotency,
     };
-    create_job(ctx, create, &file).await
+    create_job(ctx, create, file).await
 }
 
 /// Media types a CSV upload may declare: the standard one and those browsers and spreadsheet
@@ -292,44 +308,52 @@ fn require_json(req: &Request) -> Result<(), ApiError> {
 async fn create_scan(
     ctx: &Ctx<'_>,
     (job_id, idempotency): (String, Option<String>),
-    images: Vec<ScanImage>,
+    photos: Vec<(u32, ImageKind, usize)>,
+    data: Vec<u8>,
 ) -> Result<Response, ApiError> {
     let mut blobs = Vec::new();
-    let mut data = Vec::with_capacity(images.iter().map(|i| i.bytes.len()).sum());
-    let mut photos = Vec::with_capacity(images.len());
-    for (position, image) in images.into_iter().enumerate() {
-        blobs.extend(blobs_for(
-            &keys::scan_image_prefix(position),
-            image.bytes.len(),
-        ));
-        photos.push(ScanPhoto::new(image.index, image.kind, image.bytes.len()));
-        data.extend_from_slice(&image.bytes);
+    let mut scan_photos = Vec::with_capacity(photos.len());
+    for (position, (index, kind, len)) in photos.into_iter().enumerate() {
+        blobs.extend(blobs_for(&keys::scan_image_prefix(position), len));
+        scan_photos.push(ScanPhoto::new(index, kind, len));
     }
     let create = CreateJob {
         job_id,
         pipeline: Pipeline::AiScan,
-        total_count: photos.len() as u64,
-        work: Work::Scan(ScanWork { photos }),
+        total_count: scan_photos.len() as u64,
+        work: Work::Scan(ScanWork {
+            photos: scan_photos,
+        }),
         blobs,
         idempotency,
     };
-    create_job(ctx, create, &data).await
+    create_job(ctx, create, data).await
 }
 
-/// Sends a creation to the job's object, with its inputs stored under the given blobs.
-async fn create_job(ctx: &Ctx<'_>, create: CreateJob, data: &[u8]) -> Result<Response, ApiError> {
+/// Sends a creation to the job's object, with its inputs stored under the given blobs. The
+/// body is streamed a slice at a time from `data`, so that no second copy of a large upload
+/// is made, here or in the runtime.
+async fn create_job(ctx: &Ctx<'_>, create: CreateJob, data: Vec<u8>) -> Result<Response, ApiError> {
     debug_assert_eq!(
         create.blobs.iter().map(|b| b.len).sum::<usize>(),
         data.len()
     );
-    let job_id = create.job_id.clone();
-    let body = internal::encode(&create, data);
+    let header = internal::header_frame(&create);
+    let data = Rc::new(data);
+    let slices = data.len().div_ceil(keys::SLICE_BYTES);
+    let chunks = std::iter::once(Uint8Array::from(header.as_slice()))
+        .chain((0..slices).map(move |n| {
+            let start = n * keys::SLICE_BYTES;
+            let end = (start + keys::SLICE_BYTES).min(data.len());
+            Uint8Array::from(&data[start..end])
+        }))
+        .map(|chunk| Ok(JsValue::from(chunk)));
+    let body = ReadableStream::from_stream(futures::stream::iter(chunks)).into_raw();
     let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_body(Some(Uint8Array::from(body.as_slice()).into()));
+    init.with_method(Method::Post).with_body(Some(body.into()));
     let request = Request::new_with_init("https://job.internal/internal/create", &init)
         .map_err(|e| http::internal("building a create request", e))?;
-    stub_for(ctx.env, &job_id)?
+    stub_for(ctx.env, &create.job_id)?
         .fetch_with_request(request)
         .await
         .map_err(|e| http::internal("creating the job", e))

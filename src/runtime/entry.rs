@@ -1,6 +1,7 @@
 //! The Worker's fetch entry point: resolve the route, validate what can be validated without
 //! state, and forward to the job's Durable Object.
 
+use crate::answers::HealthData;
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::require_job_id;
@@ -102,10 +103,7 @@ fn request_size(req: &Request) -> Result<(), ApiError> {
 async fn dispatch(ctx: &Ctx<'_>, route: Route, mut req: Request) -> Result<Response, ApiError> {
     let env = ctx.env;
     match route {
-        Route::Health => Ok(http::ok(
-            200,
-            &json!({ "status": "ok", "version": crate::VERSION, "commit": crate::COMMIT }),
-        )),
+        Route::Health => Ok(http::ok(200, &HealthData::CURRENT)),
         Route::CreateSyntheticJob => create::synthetic_job(ctx, &mut req).await,
         Route::CreateScan => create::single_scan(ctx, &mut req).await,
         Route::CreateScanBatch => create::batch_scan(ctx, &mut req).await,

@@ -29,7 +29,7 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 // The benchmark drives the worker with the end-to-end harness and uses only part of it.
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports)]
 #[path = "../e2e/support/mod.rs"]
 mod support;
 

@@ -7,6 +7,7 @@
 mod support;
 
 mod basics;
+mod bounds;
 mod compat;
 mod console;
 mod core;

@@ -275,7 +275,8 @@ async fn the_api_key_goes_in_the_header_and_never_into_logs() {
     let (providers, w) = shared_providers().await;
     let marker = format!("fenced-key-{}", std::process::id());
     let job = Created::from_answer(&post_image(w, "image/jpeg", image("jpeg", &marker)).await);
-    run_to_end(w, &job).await;
+    let ws = run_to_end(w, &job).await;
+    assert_eq!(ws.of_kind("job_complete").len(), 1, "{:?}", ws.kinds());
     w.job_logged_end(&job.job_id).await;
     let calls: Vec<_> = providers
         .server

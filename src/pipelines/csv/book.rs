@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 /// One imported book, in the contract's results shape plus the series extension fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Book {
     pub title: String,
@@ -40,6 +41,7 @@ pub const MAX_FIELD_BYTES: usize = 1024;
 
 /// A row that could not become a book. It never fails the import.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RowError {
     /// The 1-based physical line where the record starts; the header is line 1.
@@ -47,8 +49,9 @@ pub struct RowError {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
     pub error: String,
-    /// The title or the message was cut to [`MAX_FIELD_BYTES`].
+    /// The title or the message was cut to [`MAX_FIELD_BYTES`]. Sent only when true.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("const" = true)))]
     pub truncated: bool,
 }
 
@@ -74,6 +77,7 @@ impl RowError {
 /// Something worth telling the user about a row that was still imported: a value repaired or
 /// dropped while the book was kept (contract 9.1).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RowWarning {
     pub line: u64,

@@ -74,6 +74,7 @@ const PLAIN_COLUMNS: &[&str] = &["title", "author", "isbn"];
 /// The export a header looks like. Mapping does not depend on it; it is reported so users
 /// and logs can tell what the file was taken for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Format {
     Goodreads,

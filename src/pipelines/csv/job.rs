@@ -5,8 +5,8 @@ use super::store::{
     json_len, read_slice, results_budget, Pending, StoreLayout, StoredResults, MAX_KEPT_ERRORS,
 };
 use super::{
-    apply_patches, count_data_records, parse_slice, success_rate, Book, BookPatch, BookRef, Cursor,
-    Deduper, Header, ImportTotals, RowError, RowWarning,
+    apply_patches, count_data_records, parse_slice, Book, BookPatch, BookRef, CsvResultsPage,
+    CsvSummary, Cursor, Deduper, Header, ImportTotals, RowError, RowWarning,
 };
 use crate::error::ErrorCode;
 use crate::host::{Batch, StorageError, Stored};
@@ -15,7 +15,7 @@ use crate::keys;
 use crate::pipeline::{read_slices, Attempt, Ctx, Pipeline, ResultsPage, StepFailure, StepOutcome};
 use crate::results::{PageBudget, PageRequest, Position, MAX_PAGE_BYTES};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
@@ -270,9 +270,9 @@ impl CsvImport {
         let first_page = page.is_first();
         all.errors.truncate(MAX_KEPT_ERRORS as usize);
         let (errors, warnings) = if first_page {
-            (json!(all.errors), json!(all.warnings))
+            (to_values(&all.errors), to_values(&all.warnings))
         } else {
-            (json!([]), json!([]))
+            (Vec::new(), Vec::new())
         };
         let start = page.after.map_or(0, |at| at.major);
         let mut position = start;
@@ -290,29 +290,30 @@ impl CsvImport {
     }
 }
 
+/// Entries as they go into a results page.
+fn to_values<T: Serialize>(entries: &[T]) -> Vec<Value> {
+    entries
+        .iter()
+        .filter_map(|entry| serde_json::to_value(entry).ok())
+        .collect()
+}
+
 /// A results page: `books` filled by `fill` within the page's budget (it returns where the
 /// next page starts when books remain), errors and warnings first when given.
 fn page_of_books(
     page: PageRequest,
     totals: ImportTotals,
-    errors: Value,
-    warnings: Value,
+    errors: Vec<Value>,
+    warnings: Vec<Value>,
     fill: impl FnOnce(&mut PageBudget, &mut Vec<Book>) -> Option<u64>,
 ) -> Result<ResultsPage, StorageError> {
     let mut budget = PageBudget::new(page.limit, MAX_PAGE_BYTES);
     budget.spend(json_len(&errors) as usize + json_len(&warnings) as usize);
     let mut books = Vec::new();
     let next = fill(&mut budget, &mut books);
-    let mut document = json!({
-        "books": books,
-        "errors": errors,
-        "successRate": success_rate(&totals),
-    });
-    if warnings.as_array().is_some_and(|w| !w.is_empty()) {
-        document["warnings"] = warnings;
-    }
+    let document = CsvResultsPage::new(books, errors, warnings, &totals);
     Ok(ResultsPage {
-        document,
+        document: serde_json::to_value(document).unwrap_or_default(),
         next: next.map(|major| Position { major, minor: 0 }),
     })
 }
@@ -395,7 +396,6 @@ impl Pipeline for CsvImport {
 
     async fn summary(&self, ctx: &impl Ctx<CsvWork>) -> Result<Value, StepFailure> {
         let work = work(ctx)?;
-        let t = work.totals;
         // The last checkpoint comes after the summary: what it will store counts too.
         let (errors_kept, warnings_kept) = {
             let pending = self.pending.borrow();
@@ -404,20 +404,14 @@ impl Pipeline for CsvImport {
                 work.store.warnings_kept + pending.warnings.len() as u64,
             )
         };
-        Ok(json!({
-            "totalProcessed": t.data_records,
-            "successCount": t.books,
-            "failureCount": t.errors,
-            "duplicates": t.duplicates,
-            "invalidUtf8Rows": t.invalid_utf8_rows,
-            "errorCount": t.errors,
-            "errorsTruncated": t.errors > errors_kept,
-            "warningCount": t.warnings,
-            "warningsTruncated": t.warnings > warnings_kept,
-            "format": work.header.format.as_str(),
-            "successRate": success_rate(&t),
-            "duration": ctx.processing_ms(),
-        }))
+        let summary = CsvSummary::new(
+            &work.totals,
+            work.header.format,
+            ctx.processing_ms(),
+            errors_kept,
+            warnings_kept,
+        );
+        Ok(serde_json::to_value(summary).unwrap_or_default())
     }
 
     async fn results(
@@ -461,22 +455,16 @@ impl Pipeline for CsvImport {
             at = range.end;
         }
         let total_books = store.books;
-        page_of_books(
-            page,
-            work.totals,
-            json!(errors),
-            json!(warnings),
-            |budget, books| {
-                for book in slices.into_iter().flatten() {
-                    if !budget.take(json_len(&book) as usize, books.is_empty()) {
-                        return Some(position);
-                    }
-                    books.push(book);
-                    position += 1;
+        page_of_books(page, work.totals, errors, warnings, |budget, books| {
+            for book in slices.into_iter().flatten() {
+                if !budget.take(json_len(&book) as usize, books.is_empty()) {
+                    return Some(position);
                 }
-                (position < total_books).then_some(position)
-            },
-        )
+                books.push(book);
+                position += 1;
+            }
+            (position < total_books).then_some(position)
+        })
     }
 
     /// The upload is deleted once the import has ended, and so are the v1 slices it was

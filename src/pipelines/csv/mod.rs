@@ -41,6 +41,7 @@
 mod book;
 mod cells;
 pub mod dialect;
+mod document;
 // Test and benchmark data only: kept out of the wasm.
 #[cfg(not(target_arch = "wasm32"))]
 mod generate;
@@ -58,6 +59,7 @@ pub use book::{
     MergeField, RowError, RowWarning, MAX_FIELD_BYTES,
 };
 pub use dialect::{Delimiter, Encoding};
+pub use document::{CsvResultsPage, CsvSummary};
 #[cfg(not(target_arch = "wasm32"))]
 pub use generate::generate_goodreads;
 pub use header::{

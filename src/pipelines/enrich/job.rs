@@ -1,5 +1,6 @@
 //! The batch enrichment as a job: chunks of books looked up concurrently, one outcome per book.
 
+use super::model::{EnrichmentResultsPage, EnrichmentSummary};
 use super::plan::{Bases, Lookup, Step, Verdict};
 use super::{BookInput, BookOutcome, Provider as BookProvider};
 use crate::error::ErrorCode;
@@ -12,7 +13,7 @@ use crate::results::{PageBudget, PageRequest, Position, MAX_PAGE_BYTES};
 use crate::time::{retry_after_ms, Millis};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -254,15 +255,16 @@ impl Pipeline for Enrichment {
         if let Some(error) = work.all_failed_error() {
             return Err(StepFailure::Permanent(error));
         }
-        Ok(json!({
-            "totalProcessed": work.books,
-            "successCount": work.found,
-            "failureCount": work.not_found + work.provider_errors,
-            "notFound": work.not_found,
-            "providerErrors": work.provider_errors,
-            "parseErrors": work.parse_errors,
-            "duration": ctx.processing_ms(),
-        }))
+        let summary = EnrichmentSummary {
+            total_processed: work.books,
+            success_count: work.found,
+            failure_count: work.not_found + work.provider_errors,
+            not_found: work.not_found,
+            provider_errors: work.provider_errors,
+            parse_errors: work.parse_errors,
+            duration: ctx.processing_ms(),
+        };
+        Ok(serde_json::to_value(summary).unwrap_or_default())
     }
 
     /// Books in input order; a position is the index of the next book.
@@ -302,7 +304,7 @@ impl Pipeline for Enrichment {
             books.push(book);
         }
         Ok(ResultsPage {
-            document: json!({ "books": books }),
+            document: serde_json::to_value(EnrichmentResultsPage { books }).unwrap_or_default(),
             next,
         })
     }

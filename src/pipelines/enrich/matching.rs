@@ -36,7 +36,7 @@
 //! handful of titles. An input with an ISBN matches on it; without one, both providers also
 //! index Orwell's novel under the title "1984", which matches.
 
-use super::model::Candidate;
+use super::model::{clean_published_date, clean_publisher, Candidate, EnrichedBook, Provider};
 use super::request::BookInput;
 
 /// The lowest score [`best_match`] accepts.
@@ -179,6 +179,37 @@ pub fn strip_responsibility<'a>(title: &'a str, authors: &[&str]) -> &'a str {
         }
     }
     title
+}
+
+// The results record of a candidate is built here, beside the rule that cuts its title, so
+// that the model depends on nothing of the matcher.
+impl Candidate {
+    /// The results line's record: values as the provider gave them, except the title, cut
+    /// of a statement of responsibility (`Java NIO \c Ron Hitchens` is `Java NIO`, see
+    /// [`strip_responsibility`]), and `publisher` and `publishedDate`, cleaned to the
+    /// results' shapes ([`clean_publisher`], [`clean_published_date`]).
+    pub fn to_enriched(&self, provider: Provider) -> EnrichedBook {
+        let authors: Vec<&str> = self.authors.iter().map(String::as_str).collect();
+        EnrichedBook {
+            title: strip_responsibility(&self.title, &authors).to_string(),
+            authors: self.authors.clone(),
+            isbn13: self.isbn13.clone(),
+            isbn10: self.isbn10.clone(),
+            publisher: self.publisher.as_deref().and_then(clean_publisher),
+            published_date: self
+                .published_date
+                .as_deref()
+                .and_then(clean_published_date),
+            page_count: self.page_count,
+            cover_url: self.cover_url.clone(),
+            provider,
+        }
+    }
+
+    /// Whether this record carries the given ISBN-13 (or the ISBN-10 it converts from).
+    pub fn carries_isbn(&self, isbn13: &str) -> bool {
+        self.isbns.iter().any(|i| i == isbn13)
+    }
 }
 
 /// The main title and the subtitle: split at the first `:`, or at a spaced dash (` - `,

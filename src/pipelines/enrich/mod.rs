@@ -27,7 +27,10 @@ mod url;
 pub use failure::{classify_status, LookupFailure, ParseError};
 pub use job::{EnrichWork, Enrichment};
 pub use matching::{best_match, score, MIN_SCORE};
-pub use model::{BookOutcome, Candidate, EnrichedBook, EnrichmentResults, Provider};
+pub use model::{
+    BookOutcome, Candidate, EnrichedBook, EnrichmentResults, EnrichmentResultsPage,
+    EnrichmentSummary, Provider,
+};
 pub use open_library::EditionCandidate;
 pub use request::{parse_request, BookInput, EnrichmentRequest, MAX_BOOKS};
 

@@ -2,9 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::matching::strip_responsibility;
 use super::request::BookInput;
 use crate::isbn::{classify, isbn13_to_10, normalize, IsbnCheck};
+use crate::time::Millis;
 
 /// The `error` of a book no provider had a matching record for.
 pub const NOT_FOUND_MESSAGE: &str = "no matching book found";
@@ -14,6 +14,7 @@ pub const NOT_FOUND_MESSAGE: &str = "no matching book found";
 const MAX_ISBNS_PER_CANDIDATE: usize = 500;
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Provider {
     GoogleBooks,
@@ -30,6 +31,7 @@ impl Provider {
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct EnrichedBook {
     pub title: String,
@@ -67,6 +69,7 @@ impl EnrichedBook {
 
 /// Why a book was not enriched, for machines: `errorKind` in its results line.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     /// Some provider answered and none had a matching record.
@@ -80,6 +83,11 @@ pub enum ErrorKind {
 
 /// One book's line in the results.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[cfg_attr(
+    not(target_arch = "wasm32"),
+    derive(schemars::JsonSchema),
+    schemars(transform = crate::schema::rules::outcome_rules)
+)]
 #[serde(rename_all = "camelCase")]
 pub struct BookOutcome {
     pub input: BookInput,
@@ -143,6 +151,37 @@ impl BookOutcome {
     }
 }
 
+/// The summary of a complete batch (docs/PROTOCOL.md section 8.3). `parseErrors` is absent
+/// from the summaries of batches that completed before it existed.
+#[derive(Serialize, Clone, Debug, PartialEq)]
+#[cfg_attr(
+    not(target_arch = "wasm32"),
+    derive(schemars::JsonSchema),
+    schemars(transform = crate::schema::rules::NotRequired(&["parseErrors"]))
+)]
+#[serde(rename_all = "camelCase")]
+pub struct EnrichmentSummary {
+    /// Books.
+    pub total_processed: usize,
+    pub success_count: usize,
+    /// `notFound` + `providerErrors`.
+    pub failure_count: usize,
+    pub not_found: usize,
+    pub provider_errors: usize,
+    /// The part of `providerErrors` that were unreadable answers.
+    pub parse_errors: usize,
+    pub duration: Millis,
+}
+
+/// A page of `GET /v1/enrichment/results/{jobId}`: results lines in input order, passed on
+/// as stored, each a [`BookOutcome`] as some version of this code wrote it.
+#[derive(Serialize, Clone, Debug, PartialEq)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+pub struct EnrichmentResultsPage {
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(with = "Vec<BookOutcome>"))]
+    pub books: Vec<serde_json::Value>,
+}
+
 /// The results document of a batch: `{ "books": [...] }`, in input order.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 pub struct EnrichmentResults {
@@ -171,35 +210,6 @@ pub struct Candidate {
     pub cover_url: Option<String>,
     /// The provider's own id: a Google volume id, an Open Library `/books/` or `/works/` key.
     pub source_id: Option<String>,
-}
-
-impl Candidate {
-    /// The results line's record: values as the provider gave them, except the title, cut
-    /// of a statement of responsibility (`Java NIO \c Ron Hitchens` is `Java NIO`, see
-    /// [`strip_responsibility`]), and `publisher` and `publishedDate`, cleaned to the
-    /// results' shapes ([`clean_publisher`], [`clean_published_date`]).
-    pub fn to_enriched(&self, provider: Provider) -> EnrichedBook {
-        let authors: Vec<&str> = self.authors.iter().map(String::as_str).collect();
-        EnrichedBook {
-            title: strip_responsibility(&self.title, &authors).to_string(),
-            authors: self.authors.clone(),
-            isbn13: self.isbn13.clone(),
-            isbn10: self.isbn10.clone(),
-            publisher: self.publisher.as_deref().and_then(clean_publisher),
-            published_date: self
-                .published_date
-                .as_deref()
-                .and_then(clean_published_date),
-            page_count: self.page_count,
-            cover_url: self.cover_url.clone(),
-            provider,
-        }
-    }
-
-    /// Whether this record carries the given ISBN-13 (or the ISBN-10 it converts from).
-    pub fn carries_isbn(&self, isbn13: &str) -> bool {
-        self.isbns.iter().any(|i| i == isbn13)
-    }
 }
 
 /// A publisher name without the literal quotes some records wrap it in (`"Knopf"`, curly

@@ -14,6 +14,7 @@ pub const MAX_ISBN_CHARS: usize = 17;
 
 /// One book as the client sent it, trimmed. This is also the `input` echoed in the results.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 pub struct BookInput {
     pub title: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -74,14 +74,18 @@ pub struct OutputBudget {
     pub thinking_budget: u32,
 }
 
-/// The `generateContent` body for one photo. The image goes first: Gemini's guidance for
-/// single-image prompts is image before text.
-pub fn build_request(image: &[u8], kind: ImageKind, budget: OutputBudget) -> Value {
-    json!({
+/// The `generateContent` body for one photo, as text. The image goes first: Gemini's
+/// guidance for single-image prompts is image before text. Its base64 is written straight
+/// into the body (no separate text of it and no JSON escaping pass over it): a 5 MiB photo
+/// costs one 6.7 MiB string, not three.
+pub fn build_request(image: &[u8], kind: ImageKind, budget: OutputBudget) -> String {
+    // A placeholder that serialises as itself and that no other part of the body contains.
+    const PHOTO: &str = "@photo@";
+    let skeleton = json!({
         "contents": [{
             "role": "user",
             "parts": [
-                { "inline_data": { "mime_type": kind.mime(), "data": base64::encode(image) } },
+                { "inline_data": { "mime_type": kind.mime(), "data": PHOTO } },
                 { "text": PROMPT },
             ],
         }],
@@ -93,6 +97,16 @@ pub fn build_request(image: &[u8], kind: ImageKind, budget: OutputBudget) -> Val
             "thinkingConfig": { "thinkingBudget": budget.thinking_budget },
         },
     })
+    .to_string();
+    let (before, after) = skeleton
+        .split_once(PHOTO)
+        .expect("the placeholder is in the skeleton");
+    let mut body =
+        String::with_capacity(before.len() + base64::encoded_len(image.len()) + after.len());
+    body.push_str(before);
+    base64::encode_into(&mut body, image);
+    body.push_str(after);
+    body
 }
 
 /// One book as the model described it, before any cleaning. Numbers given as strings are
@@ -931,7 +945,7 @@ mod tests {
                 max_output_tokens: 4_096,
                 thinking_budget: 128,
             };
-            let req = build_request(bytes, kind, budget);
+            let req: Value = serde_json::from_str(&build_request(bytes, kind, budget)).unwrap();
             let parts = &req["contents"][0]["parts"];
             assert_eq!(req["contents"][0]["role"], "user");
             assert_eq!(parts[0]["inline_data"]["mime_type"], kind.mime());

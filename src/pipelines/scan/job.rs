@@ -2,7 +2,7 @@
 
 use super::gemini::{self, PhotoFailure};
 use super::image::ImageKind;
-use super::results::{self, PhotoRecord, PhotoStatus, ScanBook};
+use super::results::{self, PhotoRecord, PhotoStatus, ScanBook, ScanResultsPage, ScanSummary};
 use crate::error::ErrorCode;
 use crate::host::{Batch, Outbound, StorageError};
 use crate::job::JobError;
@@ -142,7 +142,7 @@ impl ShelfScan {
             max_output_tokens: config.gemini_max_output_tokens,
             thinking_budget: config.gemini_thinking_budget,
         };
-        let body = gemini::build_request(image, photo.kind, budget).to_string();
+        let body = gemini::build_request(image, photo.kind, budget);
         let request = Outbound::post(url, body)
             .header("content-type", "application/json")
             .header("x-goog-api-key", key);
@@ -244,21 +244,17 @@ impl Pipeline for ShelfScan {
             ctx.config().scan_confidence_threshold,
         );
         let total = work.photos.len();
-        let photos: Vec<Value> = work
-            .photos
-            .iter()
-            .map(|p| json!({ "index": p.record.index, "status": p.record.status, "booksFound": p.record.books_found }))
-            .collect();
-        Ok(json!({
-            "totalProcessed": total,
-            "successCount": total - work.failed(),
-            "failureCount": work.failed(),
-            "duration": ctx.processing_ms(),
-            "totalDetected": scan.total_detected,
-            "approved": scan.approved,
-            "needsReview": scan.needs_review,
-            "photos": photos,
-        }))
+        let summary = ScanSummary {
+            total_processed: total,
+            success_count: total - work.failed(),
+            failure_count: work.failed(),
+            duration: ctx.processing_ms(),
+            total_detected: scan.total_detected,
+            approved: scan.approved,
+            needs_review: scan.needs_review,
+            photos: work.photos.iter().map(|p| (&p.record).into()).collect(),
+        };
+        Ok(serde_json::to_value(summary).unwrap_or_default())
     }
 
     /// The counts over every book, and the books from the position (an index into them) on.
@@ -277,23 +273,24 @@ impl Pipeline for ShelfScan {
         let mut books = Vec::new();
         let mut next = None;
         for (index, book) in scan.books.iter().enumerate().skip(from) {
-            let text = serde_json::to_value(book).unwrap_or(Value::Null);
-            if !budget.take(text.to_string().len(), books.is_empty()) {
+            let bytes = serde_json::to_string(book).map_or(0, |text| text.len());
+            if !budget.take(bytes, books.is_empty()) {
                 next = Some(Position {
                     major: index as u64,
                     minor: 0,
                 });
                 break;
             }
-            books.push(text);
+            books.push(book.clone());
         }
+        let page = ScanResultsPage {
+            total_detected: scan.total_detected,
+            approved: scan.approved,
+            needs_review: scan.needs_review,
+            books,
+        };
         Ok(ResultsPage {
-            document: json!({
-                "totalDetected": scan.total_detected,
-                "approved": scan.approved,
-                "needsReview": scan.needs_review,
-                "books": books,
-            }),
+            document: serde_json::to_value(page).unwrap_or_default(),
             next,
         })
     }

@@ -16,4 +16,7 @@ pub mod results;
 pub use image::ImageKind;
 pub use job::{ScanPhoto, ScanWork, ShelfScan};
 pub use request::{BatchScanRequest, ScanImage};
-pub use results::{BoundingBox, PhotoRecord, PhotoStatus, ScanBook, ScanResults};
+pub use results::{
+    BoundingBox, PhotoRecord, PhotoStatus, PhotoSummary, ScanBook, ScanResults, ScanResultsPage,
+    ScanSummary,
+};

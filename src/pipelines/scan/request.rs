@@ -50,6 +50,30 @@ pub struct BatchScanRequest {
     pub images: Vec<ScanImage>,
 }
 
+/// A validated batch whose photos were decoded inside the buffer that held its JSON: photo
+/// `n` is `buffer[images[n].bytes]`. A 33 MiB body costs no second buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodedBatch {
+    pub job_id: Option<String>,
+    pub buffer: Vec<u8>,
+    pub images: Vec<PlacedImage>,
+}
+
+/// One validated photo of a [`DecodedBatch`]: where its bytes are in the buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlacedImage {
+    pub index: u32,
+    pub kind: ImageKind,
+    pub bytes: std::ops::Range<usize>,
+}
+
+/// Where a photo's base64 text is: in the body (the usual case, so it is decoded in place),
+/// or unescaped into a string of its own when the JSON escaped a character of it (`\/`).
+enum Base64Text {
+    InBody(std::ops::Range<usize>),
+    Unescaped(String),
+}
+
 fn invalid_field(message: String, field: &str) -> ApiError {
     ApiError::invalid(message).with_details(json!({ "field": field }))
 }
@@ -62,6 +86,88 @@ fn invalid_entry(message: String, field: &str, position: usize) -> ApiError {
 /// entry come first, so a malformed entry late in the array is reported before any image is
 /// decoded; then the images are decoded and identified in array order.
 pub fn parse_batch(body: &[u8]) -> Result<BatchScanRequest, ApiError> {
+    let batch = decode_batch(body.to_vec())?;
+    let images = batch
+        .images
+        .into_iter()
+        .map(|image| ScanImage {
+            index: image.index,
+            kind: image.kind,
+            bytes: batch.buffer[image.bytes].to_vec(),
+        })
+        .collect();
+    Ok(BatchScanRequest {
+        job_id: batch.job_id,
+        images,
+    })
+}
+
+/// As [`parse_batch`], decoding the photos in place in `body` (see [`DecodedBatch`]).
+pub fn decode_batch(mut body: Vec<u8>) -> Result<DecodedBatch, ApiError> {
+    let (job_id, texts) = check_batch(&body)?;
+    // Each photo's bytes go right after the previous one's, at the start of the buffer: never
+    // past the start of its own text, which comes later in the body than every earlier text.
+    let mut written = 0;
+    let mut images = Vec::with_capacity(texts.len());
+    for (position, (index, text)) in texts.into_iter().enumerate() {
+        let field = format!("images[{position}].data");
+        let decoded = match text {
+            Base64Text::InBody(range) => {
+                base64::decode_in_place(&mut body, range, written, MAX_IMAGE_BYTES)
+            }
+            Base64Text::Unescaped(text) => {
+                base64::decode(&text, MAX_IMAGE_BYTES).map(|bytes| {
+                    // The unescaped text is no longer than its escaped form in the body,
+                    // and the bytes no longer than the text: they fit before the next one.
+                    body[written..written + bytes.len()].copy_from_slice(&bytes);
+                    bytes.len()
+                })
+            }
+        };
+        let len = match decoded {
+            Ok(len) => len,
+            Err(DecodeError::TooLarge { .. }) => {
+                let mut err = ApiError::too_large(MAX_IMAGE_BYTES);
+                err.message = format!("{field} decodes to more than {MAX_IMAGE_BYTES} bytes");
+                err.details = Some(json!({
+                    "limitBytes": MAX_IMAGE_BYTES,
+                    "field": field,
+                    "position": position,
+                }));
+                return Err(err);
+            }
+            Err(e) => {
+                return Err(invalid_entry(
+                    format!("{field} is not valid base64: {e}"),
+                    &field,
+                    position,
+                ))
+            }
+        };
+        let bytes = written..written + len;
+        if len == 0 {
+            return Err(invalid_entry(format!("{field} is empty"), &field, position));
+        }
+        let kind = detect(&body[bytes.clone()]).ok_or_else(|| {
+            ApiError::unsupported_media(format!("{field} is not a JPEG, PNG, WebP or HEIC image"))
+                .with_details(json!({ "field": field, "position": position }))
+        })?;
+        images.push(PlacedImage { index, kind, bytes });
+        written += len;
+    }
+    body.truncate(written);
+    Ok(DecodedBatch {
+        job_id,
+        buffer: body,
+        images,
+    })
+}
+
+/// The checks of a batch body that need no decoding, in the order the contract reports
+/// them: its size, nesting and JSON, `jobId`, `images`, each entry's shape and index. Gives
+/// the job id and where each photo's text is.
+#[allow(clippy::type_complexity)]
+fn check_batch(body: &[u8]) -> Result<(Option<String>, Vec<(u32, Base64Text)>), ApiError> {
     if body.len() > MAX_BATCH_BODY_BYTES {
         return Err(ApiError::too_large(MAX_BATCH_BODY_BYTES));
     }
@@ -133,42 +239,25 @@ pub fn parse_batch(body: &[u8]) -> Result<BatchScanRequest, ApiError> {
         checked.push((index, data));
     }
 
-    let mut out = Vec::with_capacity(checked.len());
-    for (position, (index, data)) in checked.into_iter().enumerate() {
-        let field = format!("images[{position}].data");
-        let bytes = match base64::decode(&data, MAX_IMAGE_BYTES) {
-            Ok(bytes) => bytes,
-            Err(DecodeError::TooLarge { .. }) => {
-                let mut err = ApiError::too_large(MAX_IMAGE_BYTES);
-                err.message = format!("{field} decodes to more than {MAX_IMAGE_BYTES} bytes");
-                err.details = Some(json!({
-                    "limitBytes": MAX_IMAGE_BYTES,
-                    "field": field,
-                    "position": position,
-                }));
-                return Err(err);
-            }
-            Err(e) => {
-                return Err(invalid_entry(
-                    format!("{field} is not valid base64: {e}"),
-                    &field,
-                    position,
-                ))
-            }
-        };
-        if bytes.is_empty() {
-            return Err(invalid_entry(format!("{field} is empty"), &field, position));
-        }
-        let kind = detect(&bytes).ok_or_else(|| {
-            ApiError::unsupported_media(format!("{field} is not a JPEG, PNG, WebP or HEIC image"))
-                .with_details(json!({ "field": field, "position": position }))
-        })?;
-        out.push(ScanImage { index, kind, bytes });
-    }
-    Ok(BatchScanRequest {
-        job_id,
-        images: out,
-    })
+    let base = body.as_ptr() as usize;
+    let texts = checked
+        .into_iter()
+        .map(|(index, data)| {
+            let text = match data {
+                // serde_json borrows unescaped strings straight from `body`.
+                Cow::Borrowed(text)
+                    if (base..base + body.len()).contains(&(text.as_ptr() as usize)) =>
+                {
+                    let start = text.as_ptr() as usize - base;
+                    Base64Text::InBody(start..start + text.len())
+                }
+                Cow::Borrowed(text) => Base64Text::Unescaped(text.to_string()),
+                Cow::Owned(text) => Base64Text::Unescaped(text),
+            };
+            (index, text)
+        })
+        .collect();
+    Ok((job_id, texts))
 }
 
 fn check_entry(entry: RawEntry<'_>, position: usize) -> Result<(u32, Cow<'_, str>), ApiError> {
@@ -1163,6 +1252,40 @@ mod proptests {
     }
 
     proptest! {
+        #[test]
+        fn photos_decoded_in_place_are_the_photos_sent(
+            photos in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..300), 1..=5),
+            escape_slashes in prop::collection::vec(any::<bool>(), 5),
+            job_id_last in any::<bool>(),
+        ) {
+            // JPEGs of random bytes, some with their `/` escaped as JSON allows (`\/`), so
+            // that serde_json unescapes them into strings of their own.
+            let photos: Vec<Vec<u8>> = photos
+                .into_iter()
+                .map(|rest| [&[0xFFu8, 0xD8, 0xFF, 0xE0][..], &rest].concat())
+                .collect();
+            let images: Vec<String> = photos
+                .iter()
+                .enumerate()
+                .map(|(i, photo)| {
+                    let mut text = base64::encode(photo);
+                    if escape_slashes[i] {
+                        text = text.replace('/', "\\/");
+                    }
+                    format!(r#"{{"index":{i},"data":"{text}"}}"#)
+                })
+                .collect();
+            let id = r#""jobId":"0b7c8f0e-4d3b-4e44-9a4e-1f2a3b4c5d6e""#;
+            let images = format!(r#""images":[{}]"#, images.join(","));
+            let body = match job_id_last {
+                true => format!("{{{images},{id}}}"),
+                false => format!("{{{id},{images}}}"),
+            };
+            let batch = parse_batch(body.as_bytes()).unwrap();
+            let got: Vec<Vec<u8>> = batch.images.into_iter().map(|image| image.bytes).collect();
+            prop_assert_eq!(got, photos);
+        }
+
         #[test]
         fn parse_batch_never_panics_on_bytes(body in prop::collection::vec(any::<u8>(), 0..512)) {
             let _ = parse_batch(&body);

@@ -1,5 +1,6 @@
 //! The scan result model: books found on the photos, their summary, and per-photo progress.
 
+use crate::time::Millis;
 use serde::{Deserialize, Serialize};
 
 /// The contract's default for `SCAN_CONFIDENCE_THRESHOLD`.
@@ -7,16 +8,22 @@ pub const DEFAULT_CONFIDENCE_THRESHOLD: f64 = 0.7;
 
 /// A box as fractions of the image: `x`,`y` is the top-left corner.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct BoundingBox {
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(range(min = 0.0, max = 1.0)))]
     pub x: f64,
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(range(min = 0.0, max = 1.0)))]
     pub y: f64,
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(range(min = 0.0, max = 1.0)))]
     pub width: f64,
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(range(min = 0.0, max = 1.0)))]
     pub height: f64,
 }
 
 /// One book seen on one photo, already normalised (see `gemini::normalize`).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ScanBook {
     pub title: String,
@@ -26,6 +33,7 @@ pub struct ScanBook {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub isbn: Option<String>,
     /// In 0..=1.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(range(min = 0.0, max = 1.0)))]
     pub confidence: f64,
     pub bounding_box: BoundingBox,
     /// The `index` the client gave the photo, or 0 for a single-image scan.
@@ -35,6 +43,53 @@ pub struct ScanBook {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ScanResults {
+    pub total_detected: usize,
+    pub approved: usize,
+    pub needs_review: usize,
+    pub books: Vec<ScanBook>,
+}
+
+/// The summary of a complete scan (docs/PROTOCOL.md section 8.2). Counts are photos.
+#[derive(Serialize, Clone, Debug, PartialEq)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct ScanSummary {
+    pub total_processed: usize,
+    pub success_count: usize,
+    pub failure_count: usize,
+    pub duration: Millis,
+    pub total_detected: usize,
+    pub approved: usize,
+    pub needs_review: usize,
+    /// Every photo in request order.
+    pub photos: Vec<PhotoSummary>,
+}
+
+/// One photo in [`ScanSummary::photos`]: the client's `index`, and how its scan ended.
+#[derive(Serialize, Clone, Debug, PartialEq)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct PhotoSummary {
+    pub index: u32,
+    pub status: PhotoStatus,
+    pub books_found: usize,
+}
+
+impl From<&PhotoRecord> for PhotoSummary {
+    fn from(record: &PhotoRecord) -> Self {
+        Self {
+            index: record.index,
+            status: record.status,
+            books_found: record.books_found,
+        }
+    }
+}
+
+/// A page of `GET /v1/scan/results/{jobId}`: the counts over every book, and the page's books.
+#[derive(Serialize, Clone, Debug, PartialEq)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct ScanResultsPage {
     pub total_detected: usize,
     pub approved: usize,
     pub needs_review: usize,
@@ -64,6 +119,7 @@ pub fn summarize(mut books: Vec<ScanBook>, threshold: f64) -> ScanResults {
 
 /// Where one photo of a scan job stands.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PhotoStatus {
     Queued,

@@ -1,13 +1,13 @@
 //! The synthetic pipeline as a job: it reports N items through the same machinery as real work.
 
-use super::{chunk, item_label, summary, SyntheticSpec};
+use super::{chunk, item_label, summary, SyntheticResults, SyntheticSpec};
 use crate::host::{Batch, StorageError};
 use crate::job::throttle::PersistPolicy;
 use crate::job::Pipeline as Kind;
 use crate::pipeline::{Attempt, Ctx, Pipeline, ResultsPage, StepFailure, StepOutcome};
 use crate::results::PageRequest;
 use crate::time::Millis;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 #[derive(Debug, Default)]
 pub struct SyntheticJob;
@@ -60,7 +60,9 @@ impl Pipeline for SyntheticJob {
         _page: PageRequest,
     ) -> Result<ResultsPage, StorageError> {
         let items = ctx.with_work(|spec| spec.items).unwrap_or(0);
-        Ok(ResultsPage::whole(json!({ "items": items })))
+        Ok(ResultsPage::whole(
+            serde_json::to_value(SyntheticResults { items }).unwrap_or_default(),
+        ))
     }
 
     async fn after_end(&self, _ctx: &impl Ctx<SyntheticSpec>) -> Result<(), StorageError> {

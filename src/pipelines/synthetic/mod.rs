@@ -12,7 +12,7 @@ use crate::error::ApiError;
 use crate::ids::parse_job_id;
 use crate::job::Pipeline;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 pub const MAX_ITEMS: u64 = 100_000;
 
@@ -89,13 +89,33 @@ pub fn item_label(item: u64, total: u64) -> String {
     format!("Item {item} of {total}")
 }
 
+/// A synthetic job's summary: only the fields every summary has. Test-only, so outside the
+/// contract; the schema has it so the end-to-end harness can check synthetic jobs too.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct SyntheticSummary {
+    pub total_processed: u64,
+    pub success_count: u64,
+    pub failure_count: u64,
+    pub duration: u64,
+}
+
+/// A synthetic job's results, on its pipeline's results route: `{ "items": N }`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+pub struct SyntheticResults {
+    pub items: u64,
+}
+
 pub fn summary(spec: &SyntheticSpec, duration_ms: u64) -> Value {
-    json!({
-        "totalProcessed": spec.items,
-        "successCount": spec.items,
-        "failureCount": 0,
-        "duration": duration_ms,
-    })
+    let summary = SyntheticSummary {
+        total_processed: spec.items,
+        success_count: spec.items,
+        failure_count: 0,
+        duration: duration_ms,
+    };
+    serde_json::to_value(summary).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -45,10 +45,14 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// Reads the answer; a JSON body is checked against the schema (`support::schema`).
     pub async fn from(resp: reqwest::Response) -> Answer {
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
+        let path = resp.url().path().to_string();
         let text = resp.text().await.unwrap_or_default();
+        let content_type = headers.get("content-type").and_then(|v| v.to_str().ok());
+        super::schema::check_answer(&path, status, content_type, &text);
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
         Answer {
             status,
@@ -208,6 +212,41 @@ pub async fn job_state(worker: &Worker, job: &Created) -> Value {
     answer.data().clone()
 }
 
+/// A job's whole results document at `path` (`/v1/csv/results/{id}`, ...): every page,
+/// following `nextCursor`, with later pages' `books` (or `items`, `results`) appended to the
+/// first page's and the cursor removed.
+pub async fn all_results(worker: &Worker, path: &str, token: &str) -> Value {
+    let mut whole: Option<Value> = None;
+    let mut page_path = path.to_string();
+    loop {
+        let answer = get(worker, &page_path, Some(token)).await;
+        assert_eq!(
+            answer.status,
+            200,
+            "{page_path}: {}",
+            &answer.text[..answer.text.len().min(500)]
+        );
+        let mut page = answer.data().clone();
+        let next = page.as_object_mut().and_then(|p| p.remove("nextCursor"));
+        match whole.as_mut() {
+            None => whole = Some(page),
+            Some(whole) => {
+                for list in ["books", "items", "results"] {
+                    if let (Some(have), Some(more)) =
+                        (whole[list].as_array_mut(), page[list].as_array())
+                    {
+                        have.extend(more.iter().cloned());
+                    }
+                }
+            }
+        }
+        match next.as_ref().and_then(Value::as_str) {
+            Some(cursor) => page_path = format!("{path}?cursor={cursor}"),
+            None => return whole.unwrap(),
+        }
+    }
+}
+
 /// Polls job state until `done` holds; for checks where no socket event exists to wait on.
 pub async fn state_until(
     worker: &Worker,
@@ -296,7 +335,20 @@ impl Socket {
                 stream,
                 received: Vec::new(),
             }),
-            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                let status = resp.status().as_u16();
+                let content_type = resp
+                    .headers()
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok());
+                // The client library hands over the body only when it came with the head.
+                let body = String::from_utf8_lossy(resp.body().as_deref().unwrap_or_default());
+                if !body.is_empty() {
+                    let path = path_and_query.split('?').next().unwrap_or_default();
+                    super::schema::check_answer(path, status, content_type, &body);
+                }
+                Err(status)
+            }
             Err(e) => panic!("connect failed: {e}"),
         }
     }
@@ -313,7 +365,8 @@ impl Socket {
         self.send_text(r#"{"type":"ready"}"#).await;
     }
 
-    /// The next text message as JSON, or the close if the socket ended first.
+    /// The next text message as JSON, checked against the schema (`support::schema`), or the
+    /// close if the socket ended first.
     pub async fn next(&mut self) -> Result<Value, Closed> {
         loop {
             let frame = tokio::time::timeout(EVENT_TIMEOUT, self.stream.next())
@@ -321,8 +374,7 @@ impl Socket {
                 .expect("timed out waiting for a socket message");
             match frame {
                 Some(Ok(Message::Text(text))) => {
-                    let value: Value =
-                        serde_json::from_str(&text).unwrap_or(json!({ "raw": text.to_string() }));
+                    let value = super::schema::check_message(&text);
                     self.received.push(value.clone());
                     return Ok(value);
                 }

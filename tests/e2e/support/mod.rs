@@ -4,10 +4,11 @@ pub mod client;
 pub mod fake;
 pub mod providers;
 pub mod reference;
+pub mod schema;
 pub mod wrangler;
 
 pub use client::*;
-pub use wrangler::{Worker, WorkerOptions};
+pub use wrangler::{SplitWorkers, Worker, WorkerOptions};
 
 use tokio::sync::OnceCell;
 

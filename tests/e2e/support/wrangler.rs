@@ -98,6 +98,9 @@ pub struct WorkerOptions {
     /// The `/health` status that means the worker is up: 200 unless set (a worker in
     /// production mode without its signing key answers 503).
     pub health_status: Option<u16>,
+    /// Another wrangler configuration than the repository's, with the registry directory
+    /// through which `wrangler dev` sessions reach each other's Durable Objects.
+    pub config: Option<(PathBuf, PathBuf)>,
 }
 
 impl WorkerOptions {
@@ -113,10 +116,83 @@ impl WorkerOptions {
         self
     }
 
+    /// Runs with the configuration at `config`, sessions meeting in `registry`.
+    pub fn config(mut self, config: PathBuf, registry: PathBuf) -> Self {
+        self.config = Some((config, registry));
+        self
+    }
+
     /// Waits for `/health` to answer `status` instead of 200.
     pub fn health_status(mut self, status: u16) -> Self {
         self.health_status = Some(status);
         self
+    }
+}
+
+/// Two `wrangler dev` sessions, each in its own workerd process, as on Cloudflare where the
+/// Worker and a job's object run in different isolates (often on different machines): the
+/// `objects` one defines the job object; the `entry` one, which clients talk to, reaches it
+/// through the local dev registry. What the object costs can then be measured on its own.
+pub struct SplitWorkers {
+    pub entry: Worker,
+    pub objects: Worker,
+}
+
+impl SplitWorkers {
+    pub async fn start(options: WorkerOptions) -> SplitWorkers {
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let n = SEQ.fetch_add(1, Ordering::SeqCst);
+        let dir = scratch_root().join(format!("split{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let registry = dir.join("registry");
+        let repo = std::fs::read_to_string(repo_root().join("wrangler.toml")).unwrap();
+        let main = repo_root().join("build/worker/shim.mjs");
+        // Unique names, so that other tests' sessions in the default registry never answer.
+        let objects_name = format!("bookstrack-jobs-objects-{}-{n}", std::process::id());
+        // Without the build section: the worker is built already, and wrangler would run it
+        // from the scratch directory.
+        let build = repo.find("[build]").expect("a [build] section");
+        let after = build
+            + repo[build + 1..]
+                .find("\n[")
+                .expect("a section after [build]")
+            + 2;
+        let repo = format!("{}{}", &repo[..build], &repo[after..]);
+        let objects = repo.replace(
+            "main = \"build/worker/shim.mjs\"",
+            &format!("main = \"{}\"", main.display()),
+        );
+        assert!(
+            objects.contains(&main.display().to_string()),
+            "wrangler.toml changed shape"
+        );
+        let entry = objects
+            .replace(
+                "{ name = \"JOBS\", class_name = \"JobObject\" }",
+                &format!(
+                    "{{ name = \"JOBS\", class_name = \"JobObject\", script_name = \"{objects_name}\" }}"
+                ),
+            )
+            .replace("new_sqlite_classes = [\"JobObject\"]", "new_sqlite_classes = []");
+        assert!(entry.contains(&objects_name), "wrangler.toml changed shape");
+        let objects = objects.replace(
+            "name = \"bookstrack-jobs\"",
+            &format!("name = \"{objects_name}\""),
+        );
+        let entry = entry.replace(
+            "name = \"bookstrack-jobs\"",
+            &format!("name = \"{objects_name}-entry\""),
+        );
+        std::fs::write(dir.join("objects.toml"), objects).unwrap();
+        std::fs::write(dir.join("entry.toml"), entry).unwrap();
+        let objects = Worker::start(
+            options
+                .clone()
+                .config(dir.join("objects.toml"), registry.clone()),
+        )
+        .await;
+        let entry = Worker::start(options.config(dir.join("entry.toml"), registry)).await;
+        SplitWorkers { entry, objects }
     }
 }
 
@@ -178,6 +254,10 @@ impl Worker {
             for (name, value) in &self.options.vars {
                 cmd.args(["--var", &format!("{name}:{value}")]);
             }
+            if let Some((config, registry)) = &self.options.config {
+                cmd.arg("--config").arg(config);
+                cmd.env("WRANGLER_REGISTRY_PATH", registry);
+            }
             cmd.current_dir(repo_root())
                 .env("WRANGLER_SEND_METRICS", "false")
                 .env("NO_COLOR", "1")
@@ -217,6 +297,7 @@ impl Worker {
                 let status = resp.status().as_u16();
                 let body = resp.text().await.unwrap_or_default();
                 if status == want && body.contains("\"metadata\"") {
+                    super::schema::check_answer("/health", status, Some("application/json"), &body);
                     return Ok(());
                 }
             }
@@ -317,6 +398,59 @@ impl Worker {
                 )
         })
         .await
+    }
+
+    /// The pid of the `workerd` process that runs this worker's code. wrangler starts two in
+    /// its process group: a proxy that takes the requests on our port, and the runtime of the
+    /// worker itself, the one started with an inspector.
+    pub fn workerd_pid(&self) -> Option<i32> {
+        let pgid = self.pgid?;
+        let runtimes: Vec<i32> = std::fs::read_dir("/proc")
+            .ok()?
+            .flatten()
+            .filter_map(|entry| {
+                let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+                let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+                // `pid (comm) state ppid pgrp ...`: the name may hold spaces, so split after `)`.
+                let (head, rest) = stat.rsplit_once(')')?;
+                let comm = head.split_once('(')?.1;
+                let pgrp: i32 = rest.split_whitespace().nth(2)?.parse().ok()?;
+                let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+                let with_inspector = String::from_utf8_lossy(&cmdline).contains("--inspector-addr");
+                (comm == "workerd" && pgrp == pgid && with_inspector).then_some(pid)
+            })
+            .collect();
+        assert!(
+            runtimes.len() <= 1,
+            "several workerd runtimes: {runtimes:?}"
+        );
+        runtimes.first().copied()
+    }
+
+    /// The `workerd` process's memory, from `/proc/<pid>/status`, in KiB: (resident now,
+    /// the peak since start or since the last [`Worker::reset_memory_peak`]).
+    pub fn workerd_memory_kib(&self) -> (u64, u64) {
+        let pid = self
+            .workerd_pid()
+            .expect("no workerd process for this worker");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let field = |name: &str| -> u64 {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    /// Resets the `workerd` process's peak resident size to its current one (Linux's
+    /// `clear_refs` 5), so that the next peak read is what happened since.
+    pub fn reset_memory_peak(&self) {
+        let pid = self
+            .workerd_pid()
+            .expect("no workerd process for this worker");
+        std::fs::write(format!("/proc/{pid}/clear_refs"), "5").unwrap();
     }
 
     pub fn ws_base(&self) -> String {
