@@ -273,6 +273,11 @@ pub trait Host {
     fn fill_random(&self, buf: &mut [u8]) -> Result<(), String>;
     /// One structured log line (filtered by level by the host).
     fn log(&self, event: &str, fields: serde_json::Value);
+    /// Whether the host writes `event` at its log level; asked before building fields that
+    /// cost something to find out.
+    fn logs(&self, _event: &str) -> bool {
+        true
+    }
 
     async fn get(&self, keys: &[String]) -> Result<Values, StorageError>;
     /// Values whose keys start with `prefix`, in key order, after `start_after` if given, at

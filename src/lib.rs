@@ -78,6 +78,7 @@ macro_rules! fixture_bytes {
 pub mod answers;
 pub mod base64;
 pub mod config;
+pub mod cost;
 pub mod engine;
 pub mod envelope;
 pub mod error;

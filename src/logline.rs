@@ -90,6 +90,7 @@ mod tests {
             ("job.persisted", Level::Debug),
             ("job.created", Level::Info),
             ("job.completed", Level::Info),
+            ("job.cost", Level::Info),
             ("task.retry", Level::Info),
             ("ratelimit.unavailable", Level::Warn),
             ("storage.write_failed", Level::Error),

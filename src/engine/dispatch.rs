@@ -163,7 +163,9 @@ impl<H: Host, W> Ctx<W> for WorkCtx<'_, H, W> {
         limit: Option<usize>,
     ) -> Result<Vec<(String, Stored)>, StorageError> {
         IoCounters::bump(&self.engine.io.reads);
-        self.engine.host.list(prefix, start_after, limit).await
+        let listed = self.engine.host.list(prefix, start_after, limit).await?;
+        self.engine.count(|u| u.rows_read += listed.len() as u64);
+        Ok(listed)
     }
 
     async fn delete(&self, keys: Vec<String>) -> Result<(), StorageError> {
@@ -171,6 +173,7 @@ impl<H: Host, W> Ctx<W> for WorkCtx<'_, H, W> {
             return Ok(());
         }
         IoCounters::bump(&self.engine.io.writes);
+        self.engine.count(|u| u.rows_written += keys.len() as u64);
         self.engine.host.delete(&keys).await
     }
 

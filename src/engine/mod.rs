@@ -31,10 +31,13 @@ mod schema_tests;
 pub mod testing;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests;
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod usage_tests;
 
 pub use sockets::{Admission, ClientFrame};
 
 use crate::config::Config;
+use crate::cost::{AwakeClock, Usage, PRICES};
 use crate::error::ApiError;
 use crate::host::{Host, StorageError, Values};
 use crate::job::record::{JobRecord, Lifetimes};
@@ -149,6 +152,11 @@ pub struct Engine<H: Host> {
     in_alarm: Cell<bool>,
     /// Storage failures of the alarm, as stored under `keys::FAULTS`.
     faults: Cell<Faults>,
+    /// What this object counted for its job since the job's record last took it in (see
+    /// [`Self::settle_usage`]); counted before a job exists too (the load, the creation).
+    usage: Cell<Usage>,
+    /// The events running now, for the awake time.
+    awake: Cell<AwakeClock>,
 }
 
 /// Storage failures of a job's alarm: how many in a row (a good alarm forgets them) and in all
@@ -176,6 +184,8 @@ impl<H: Host> Engine<H> {
             in_step: Cell::new(false),
             in_alarm: Cell::new(false),
             faults: Cell::new(Faults::default()),
+            usage: Cell::new(Usage::default()),
+            awake: Cell::new(AwakeClock::default()),
         }
     }
 
@@ -209,8 +219,9 @@ impl<H: Host> Engine<H> {
                 let unpersisted = pipelines
                     .persist_policy(&work, record.state.pipeline)
                     .every_updates;
-                let record = record.restored(u64::from(unpersisted));
+                let mut record = record.restored(u64::from(unpersisted));
                 if !record.state.status.is_terminal() {
+                    record.usage = record.usage.plus(self.usage.take());
                     // The version skipped past what may have been sent unpersisted; store the
                     // new floor at once, so a second restart cannot hand out the same versions.
                     let mut batch = crate::host::Batch::default();
@@ -301,7 +312,7 @@ impl<H: Host> Engine<H> {
                 .unwrap_or(Ok(()))
                 .map_err(|e| ApiError::auth(e.message()))
         });
-        if let Err(refused) = &checked {
+        if let (Err(refused), true) = (&checked, self.host.logs("auth.refused")) {
             // Counted by the security tests: every refusal that reached an object.
             self.log_job(
                 "auth.refused",
@@ -315,7 +326,9 @@ impl<H: Host> Engine<H> {
 
     async fn read(&self, keys: &[String]) -> Result<Values, StorageError> {
         IoCounters::bump(&self.io.reads);
-        self.host.get(keys).await
+        let values = self.host.get(keys).await?;
+        self.count(|u| u.rows_read += values.0.len() as u64);
+        Ok(values)
     }
 
     async fn write(&self, batch: crate::host::Batch) -> Result<(), StorageError> {
@@ -323,6 +336,7 @@ impl<H: Host> Engine<H> {
             return Ok(());
         }
         IoCounters::bump(&self.io.writes);
+        self.count(|u| u.rows_written += batch.len() as u64);
         if self.injects_write_failure(&batch) {
             return Err(StorageError("injected by FAULT_FAIL_WRITES".into()));
         }
@@ -351,9 +365,73 @@ impl<H: Host> Engine<H> {
         }
         if next.is_some() {
             IoCounters::bump(&self.io.alarm_sets);
+            self.count(|u| u.alarm_sets += 1);
         }
         self.host.set_alarm(next).await?;
         self.armed.set(next);
         Ok(())
+    }
+
+    // ---- usage, counted ---------------------------------------------------------------------
+
+    /// Adds to what the object counted for its job.
+    fn count(&self, f: impl FnOnce(&mut Usage)) {
+        let mut usage = self.usage.get();
+        f(&mut usage);
+        self.usage.set(usage);
+    }
+
+    /// The object answered a request (an upgrade included).
+    pub fn count_request(&self) {
+        self.count(|u| u.requests += 1);
+    }
+
+    /// An event starts (a request, the alarm, a socket event, the constructor's load): the
+    /// object is awake until the last one in flight ends.
+    pub fn enter(&self) {
+        let mut clock = self.awake.get();
+        clock.enter(self.now());
+        self.awake.set(clock);
+    }
+
+    /// An event ends; see [`Self::enter`].
+    pub fn leave(&self) {
+        let mut clock = self.awake.get();
+        let awake = clock.leave(self.now());
+        self.awake.set(clock);
+        if awake > 0 {
+            self.count(|u| u.awake_ms += awake);
+        }
+    }
+
+    /// Hands what was counted to the job's record, to be stored with it: called just before
+    /// the record is encoded for a write, so counting never costs a write of its own.
+    fn settle_usage(&self, job: &mut Job) {
+        job.record.usage = job.record.usage.plus(self.usage.take());
+    }
+
+    /// Everything the job's object counted for it, the events still running included.
+    pub fn usage(&self) -> Option<Usage> {
+        let running = self.awake.get().running(self.now());
+        let pending = self.usage.get();
+        self.with_job(|job| job.record.usage.plus(pending))
+            .map(|usage| Usage {
+                awake_ms: usage.awake_ms + running,
+                ..usage
+            })
+    }
+
+    /// The `job.cost` line at a job's end: its counts, and their price at [`PRICES`].
+    fn log_cost(&self, ended: &str) {
+        let Some(usage) = self.usage() else {
+            return;
+        };
+        let mut fields = serde_json::to_value(usage).unwrap_or_else(|_| json!({}));
+        if let Value::Object(map) = &mut fields {
+            map.insert("ended".into(), json!(ended));
+            map.insert("dollars".into(), json!(PRICES.cost(&usage).total()));
+            map.insert("pricesAsOf".into(), json!(PRICES.as_of));
+        }
+        self.log_job("job.cost", fields);
     }
 }

@@ -101,6 +101,7 @@ impl<H: Host> Engine<H> {
                 pipelines.drain_pending(&mut job.work, &mut batch);
             }
             job.record.stream.reserve();
+            self.settle_usage(job);
             batch
                 .json(keys::CORE, &job.record)
                 .json(keys::WORK, &job.work);
@@ -131,6 +132,7 @@ impl<H: Host> Engine<H> {
         }
         self.finish().await?;
         self.log_job("job.completed", self.io.snapshot());
+        self.log_cost("completed");
         Ok(())
     }
 
@@ -146,6 +148,7 @@ impl<H: Host> Engine<H> {
         }
         self.finish().await?;
         self.log_job("job.failed", json!({ "error": message }));
+        self.log_cost("failed");
         Ok(())
     }
 

@@ -86,6 +86,7 @@ impl<H: Host> Engine<H> {
             now,
         );
         record.idempotency = create.idempotency.clone();
+        record.usage = self.usage.take();
         // Claimed before the first await on the body, so a concurrent create of the same id
         // sees it at once.
         *self.pipeline.borrow_mut() = Some(Rc::new(Pipelines::for_work(&create.work)));
@@ -146,6 +147,7 @@ impl<H: Host> Engine<H> {
             }
             if stored_early.is_empty() {
                 let at = self.now() + ORPHAN_INPUTS_GRACE_MS;
+                self.count(|u| u.alarm_sets += 1);
                 self.host
                     .set_alarm(Some(at))
                     .await
@@ -271,8 +273,16 @@ impl<H: Host> Engine<H> {
             }
             RefreshOutcome::Refreshed => {}
         }
+        // The swap reads the stored core and writes the new one.
+        self.count(|u| {
+            u.rows_read += 1;
+            u.rows_written += 1;
+        });
         let record = self
-            .with_job(|job| job.record.clone())
+            .with_job(|job| {
+                self.settle_usage(job);
+                job.record.clone()
+            })
             .ok_or_else(|| ApiError::not_found("no such job"))?;
         let stored =
             serde_json::to_string(&record).map_err(|e| self.internal("encoding the job", e))?;
@@ -341,6 +351,7 @@ impl<H: Host> Engine<H> {
             .map_err(|e| self.internal("arming the alarm", e))?;
         self.release_lingering().await;
         self.log_job("job.canceled", self.io.snapshot());
+        self.log_cost("canceled");
         Ok(())
     }
 

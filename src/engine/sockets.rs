@@ -104,6 +104,7 @@ impl<H: Host> Engine<H> {
     }
 
     pub async fn on_message(&self, socket: &H::Socket, frame: ClientFrame<'_>) {
+        self.count(|u| u.messages_in += 1);
         let mut tag = self.host.tag(socket);
         tag.heard_at = Some(self.now());
         self.host.set_tag(socket, &tag);
@@ -125,7 +126,7 @@ impl<H: Host> Engine<H> {
                     self.send_final_to(socket);
                 }
             }
-            Ok(ClientMessage::Ping) => self.host.send(socket, protocol::PONG_TEXT),
+            Ok(ClientMessage::Ping) => self.send(socket, protocol::PONG_TEXT),
             Err(violation) => self.refuse_message(socket, &violation),
         }
         self.renew_seq().await;
@@ -248,12 +249,7 @@ impl<H: Host> Engine<H> {
     }
 
     async fn on_ready(&self, socket: &H::Socket, tag: &SocketTag) {
-        let Some((status, snapshot)) = self.with_job(|job| {
-            (
-                job.record.state.status,
-                ServerMessage::reconnected(&job.record.state, false),
-            )
-        }) else {
+        let Some(status) = self.with_job(|job| job.record.state.status) else {
             // The job was cleaned up under this socket.
             self.close(
                 socket,
@@ -266,7 +262,11 @@ impl<H: Host> Engine<H> {
         // A snapshot when asked for (`reconnect=true`), and for a v1 client on a job that
         // has started; a client with `since` gets what it missed instead.
         if tag.reconnect || (tag.since.is_none() && status != Status::Queued) {
-            self.send_to(socket, &snapshot);
+            if let Some(snapshot) =
+                self.with_job(|job| ServerMessage::reconnected(&job.record.state, false))
+            {
+                self.send_to(socket, &snapshot);
+            }
         }
         if let Some(since) = tag.since {
             self.replay(socket, since).await;

@@ -44,13 +44,19 @@ impl<H: Host> Engine<H> {
 
     pub(super) fn send_all(&self, text: &str) {
         for socket in self.host.sockets() {
-            self.host.send(&socket, text);
+            self.send(&socket, text);
         }
+    }
+
+    /// Sends one message to one socket, counted.
+    pub(super) fn send(&self, socket: &H::Socket, text: &str) {
+        self.count(|u| u.messages_out += 1);
+        self.host.send(socket, text);
     }
 
     pub(super) fn send_to(&self, socket: &H::Socket, message: &ServerMessage) {
         if let Some((_, text)) = self.stamp(message) {
-            self.host.send(socket, &text);
+            self.send(socket, &text);
         }
     }
 
@@ -118,7 +124,7 @@ impl<H: Host> Engine<H> {
             match self.rebuild(event).await {
                 Ok(Some(message)) => {
                     if let Some(text) = self.restamp(&message, event.seq, event.at) {
-                        self.host.send(socket, &text);
+                        self.send(socket, &text);
                     }
                 }
                 Ok(None) => {}
@@ -155,7 +161,7 @@ impl<H: Host> Engine<H> {
             })
         });
         if let Some(Some(text)) = text {
-            self.host.send(socket, &text);
+            self.send(socket, &text);
         }
     }
 

@@ -35,6 +35,7 @@ impl<H: Host> Engine<H> {
     /// Runs every due task, in the schedule's order, then arms the alarm for the next one. A
     /// storage failure never strands the job: see [`Self::after_storage_failure`].
     pub async fn alarm(&self) -> Result<(), StorageError> {
+        self.count(|u| u.alarms += 1);
         self.in_alarm.set(true);
         let ran = self.run_alarm().await;
         self.in_alarm.set(false);
@@ -63,6 +64,7 @@ impl<H: Host> Engine<H> {
         let mut batch = crate::host::Batch::default();
         batch.json(crate::keys::FAULTS, &faults);
         crate::engine::IoCounters::bump(&self.io.writes);
+        self.count(|u| u.rows_written += 1);
         let counted = self.host.put(batch).await.is_ok();
         self.log_job(
             "storage.failed",
@@ -74,6 +76,7 @@ impl<H: Host> Engine<H> {
         }
         let due = now + self.retry_policy().delay_after(failures);
         self.armed.set(None);
+        self.count(|u| u.alarm_sets += 1);
         self.host.set_alarm(Some(due)).await?;
         self.host
             .abort("a storage write failed; going on from the last checkpoint");
@@ -107,6 +110,7 @@ impl<H: Host> Engine<H> {
             "job.failed",
             json!({ "error": "storage kept failing", "stored": stored.is_ok() }),
         );
+        self.log_cost("failed");
         self.sync_alarm().await?;
         self.release_lingering().await;
         Ok(())
@@ -124,6 +128,7 @@ impl<H: Host> Engine<H> {
             let mut batch = crate::host::Batch::default();
             batch.json(crate::keys::FAULTS, &faults);
             crate::engine::IoCounters::bump(&self.io.writes);
+            self.count(|u| u.rows_written += 1);
             let _ = self.host.put(batch).await;
         }
     }

@@ -36,7 +36,7 @@ pub(super) fn config(vars: &[(&str, &str)]) -> Config {
 }
 
 /// Creates the job in the sim's object; returns its token.
-fn create(
+pub(super) fn create(
     sim: &mut Sim,
     pipeline: Pipeline,
     work: Work,

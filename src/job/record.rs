@@ -4,6 +4,7 @@
 //! event the object handles is a method here that changes the record and tells the caller
 //! what else to do (persist now, which sockets to close); the object only performs the I/O.
 
+use crate::cost::Usage;
 use crate::job::schedule::{Schedule, TaskKind};
 use crate::job::stream::Stream;
 use crate::job::throttle::{PersistDecision, PersistPolicy, PersistThrottle};
@@ -39,6 +40,10 @@ pub struct JobRecord {
     /// The hash of the request that created the job under an `Idempotency-Key`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency: Option<String>,
+    /// What the job's object did for it, stored with the writes the job makes anyway (so
+    /// what was counted after the last write is lost with the object's memory).
+    #[serde(default)]
+    pub usage: Usage,
 }
 
 /// What a refresh attempt needs from its caller.
@@ -75,6 +80,7 @@ impl JobRecord {
             running_since: None,
             stream: Stream::new(),
             idempotency: None,
+            usage: Usage::default(),
         }
     }
 

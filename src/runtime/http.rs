@@ -8,10 +8,11 @@ use crate::time::Millis;
 use futures::StreamExt;
 use serde::Serialize;
 use std::sync::atomic::{AtomicU8, Ordering};
-use worker::{js_sys, wasm_bindgen::JsValue, Date, Env, Headers, Request, Response};
+use worker::{js_sys, wasm_bindgen::JsValue, Env, Headers, Request, Response};
 
+/// `Date.now()` itself: `worker::Date::now()` builds a `Date` object to read it from.
 pub fn now() -> Millis {
-    Date::now().as_millis()
+    js_sys::Date::now() as Millis
 }
 
 /// Reads a var or secret as text; numbers written unquoted in wrangler.toml count too.
@@ -22,11 +23,22 @@ pub fn env_text(env: &Env, name: &str) -> Option<String> {
         .or_else(|| value.as_f64().map(|n| n.to_string()))
 }
 
-/// The configuration, which also sets this isolate's log level.
+/// The configuration, which also sets this isolate's log level. Read from `env` once per
+/// isolate (an isolate serves one deployment, whose vars and secrets do not change under it):
+/// each read is some thirty calls out of wasm, and every request and object construction
+/// needs it.
 pub fn config(env: &Env) -> Config {
-    let config = Config::from_lookup(|name| env_text(env, name));
-    LOG_THRESHOLD.store(config.log_level as u8, Ordering::Relaxed);
-    config
+    thread_local! {
+        static CONFIG: std::cell::OnceCell<Config> = const { std::cell::OnceCell::new() };
+    }
+    CONFIG.with(|cell| {
+        cell.get_or_init(|| {
+            let config = Config::from_lookup(|name| env_text(env, name));
+            LOG_THRESHOLD.store(config.log_level as u8, Ordering::Relaxed);
+            config
+        })
+        .clone()
+    })
 }
 
 /// The least important level logged by this isolate; set from `LOG_LEVEL` with the config.
@@ -159,10 +171,16 @@ pub fn media_type(req: &Request) -> Option<String> {
     })
 }
 
+/// Whether `event` is logged at this isolate's `LOG_LEVEL`: callers whose fields cost a call
+/// out of wasm ask first.
+pub fn logs(event: &str) -> bool {
+    Level::of_event(event) as u8 >= LOG_THRESHOLD.load(Ordering::Relaxed)
+}
+
 /// Writes one structured log line, if its event's level is at least `LOG_LEVEL`.
 pub fn log(event: &str, fields: serde_json::Value) {
     let level = Level::of_event(event);
-    if (level as u8) < LOG_THRESHOLD.load(Ordering::Relaxed) {
+    if !logs(event) {
         return;
     }
     let line = crate::logline::line(event, now(), fields);

@@ -770,6 +770,24 @@ async fn persisted_writes_follow_the_policy() {
         completed["storageReads"]
     );
     assert!(writes <= 55, "{completed}");
+    // Its cost line counts what the object did for it, without a write of its own.
+    let cost = w
+        .wait_event("the job's cost", |e| {
+            e["event"] == "job.cost" && e["jobId"] == job.job_id.as_str()
+        })
+        .await;
+    let count = |key: &str| {
+        cost[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{key}: {cost}"))
+    };
+    assert_eq!((count("requests"), count("messagesIn")), (2, 1), "{cost}");
+    assert_eq!(count("messagesOut"), ws.received.len() as u64, "{cost}");
+    assert!(
+        count("rowsWritten") >= writes && count("alarms") >= 10,
+        "{cost}"
+    );
+    assert!(cost["dollars"].as_f64().is_some_and(|d| d > 0.0), "{cost}");
 }
 
 #[tokio::test]

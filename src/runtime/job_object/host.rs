@@ -116,6 +116,10 @@ impl Host for DoHost {
         http::log(event, fields);
     }
 
+    fn logs(&self, event: &str) -> bool {
+        http::logs(event)
+    }
+
     async fn get(&self, keys: &[String]) -> Result<Values, StorageError> {
         store::get(&self.state.storage(), keys).await
     }
