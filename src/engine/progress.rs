@@ -64,7 +64,8 @@ impl<H: Host> Engine<H> {
     /// As [`Engine::flush_progress`], after the last chunk: the held report goes at once
     /// unless the contract's 20 a second forbids it.
     pub(super) fn flush_last_progress(&self, now: Millis) -> bool {
-        let send = self.mem.borrow_mut().coalescer.flush_last(now);
+        let spacing = self.progress_spacing_ms();
+        let send = self.mem.borrow_mut().coalescer.flush_last(spacing, now);
         self.send_flushed(send)
     }
 

@@ -111,8 +111,11 @@ impl SocketCoalescer {
         self.next = (self.next + 1) % MAX_PROGRESS_PER_SECOND;
     }
 
-    fn send_if(&mut self, spacing_ms: Millis, now: Millis) -> bool {
-        let ready = self.last_sent.is_none_or(|t| now >= t + spacing_ms) && self.window_allows(now);
+    /// Sends when `spacing_ms` has passed since the last update and, while coalescing is on
+    /// (`min_interval_ms` > 0; test pipelines turn it off), the one-second bound allows.
+    fn send_if(&mut self, min_interval_ms: Millis, spacing_ms: Millis, now: Millis) -> bool {
+        let ready = self.last_sent.is_none_or(|t| now >= t + spacing_ms)
+            && (min_interval_ms == 0 || self.window_allows(now));
         if ready {
             self.sent(now);
         } else {
@@ -123,18 +126,18 @@ impl SocketCoalescer {
 
     /// True when this update should be sent now.
     pub fn offer(&mut self, min_interval_ms: Millis, now: Millis) -> bool {
-        self.send_if(min_interval_ms, now)
+        self.send_if(min_interval_ms, min_interval_ms, now)
     }
 
     /// At the end of a chunk: true when a held update should go now.
     pub fn flush(&mut self, min_interval_ms: Millis, now: Millis) -> bool {
-        self.held && self.send_if(min_interval_ms / 2, now)
+        self.held && self.send_if(min_interval_ms, min_interval_ms / 2, now)
     }
 
     /// At the end of the last chunk: true when a held update should go now, which it does
     /// unless the one-second bound forbids it.
-    pub fn flush_last(&mut self, now: Millis) -> bool {
-        self.held && self.send_if(0, now)
+    pub fn flush_last(&mut self, min_interval_ms: Millis, now: Millis) -> bool {
+        self.held && self.send_if(min_interval_ms, 0, now)
     }
 
     /// True when an update is waiting to be sent.
@@ -294,16 +297,19 @@ mod tests {
             if !before.is_empty() {
                 assert!(!c.offer(100, at), "held by the spacing");
             }
-            assert_eq!(c.flush_last(at), want, "{before:?} then {at}");
+            assert_eq!(c.flush_last(100, at), want, "{before:?} then {at}");
         }
         // Twenty in the last second: the last update waits for the window.
         let mut c = SocketCoalescer::default();
         for t in 0..20 {
-            assert!(c.flush_last(t * 10) || c.offer(0, t * 10));
+            assert!(c.flush_last(10, t * 10) || c.offer(10, t * 10));
         }
-        assert!(!c.offer(0, 500));
-        assert!(!c.flush_last(999), "a 21st within the second");
-        assert!(c.flush_last(1_000));
+        assert!(!c.offer(10, 500));
+        assert!(!c.flush_last(10, 999), "a 21st within the second");
+        assert!(c.flush_last(10, 1_000));
+        // Without coalescing (test pipelines), every update goes.
+        let mut c = SocketCoalescer::default();
+        assert!((0..100).all(|t| c.offer(0, t)));
     }
 
     #[test]
@@ -317,7 +323,7 @@ mod tests {
             if now % 7 == 6 && c.flush(SOCKET_MIN_INTERVAL_MS, now) {
                 sent.push(now);
             }
-            if now % 13 == 12 && c.flush_last(now) {
+            if now % 13 == 12 && c.flush_last(SOCKET_MIN_INTERVAL_MS, now) {
                 sent.push(now);
             }
         }
