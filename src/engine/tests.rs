@@ -116,7 +116,7 @@ pub(super) fn csv_job(sim: &mut Sim, file: &[u8]) -> String {
     create(sim, Pipeline::CsvImport, work, 0, &inputs)
 }
 
-fn synthetic_job(sim: &mut Sim, items: u64) -> String {
+pub(super) fn synthetic_job(sim: &mut Sim, items: u64) -> String {
     let spec = SyntheticSpec {
         pipeline: Pipeline::CsvImport,
         items,

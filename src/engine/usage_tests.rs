@@ -4,22 +4,11 @@ use super::testing::Sim;
 use super::tests::{config, open, run_to_end, say, T0};
 use crate::cost::Usage;
 use crate::job::record::JobRecord;
-use crate::job::Pipeline;
 use crate::keys;
-use crate::pipelines::synthetic::SyntheticSpec;
-use crate::pipelines::work::Work;
 
+/// A synthetic job of `items` items, 7 to a chunk.
 fn synthetic(sim: &mut Sim, items: u64) {
-    let spec = SyntheticSpec {
-        pipeline: Pipeline::CsvImport,
-        items,
-        items_per_chunk: 7,
-        chunk_delay_ms: 100,
-        fail_first_attempts: 0,
-        coalesce_ms: None,
-        throttle_ms: None,
-    };
-    super::tests::create(sim, Pipeline::CsvImport, Work::Synthetic(spec), items, &[]);
+    super::tests::synthetic_job(sim, items);
 }
 
 fn logged_cost(sim: &Sim) -> Usage {

@@ -260,28 +260,6 @@ mod tests {
     }
 
     #[test]
-    fn offers_and_chunk_flushes_together_stay_within_twenty_a_second() {
-        let mut c = SocketCoalescer::default();
-        let mut sent = Vec::new();
-        // An update every ms and a chunk end every 7 ms: the worst case for flushes.
-        for now in 0..5_000u64 {
-            if c.offer(SOCKET_MIN_INTERVAL_MS, now) {
-                sent.push(now);
-            }
-            if now % 7 == 6 && c.flush(SOCKET_MIN_INTERVAL_MS, now) {
-                sent.push(now);
-            }
-        }
-        for (i, &t) in sent.iter().enumerate() {
-            let in_window = sent[i..].iter().take_while(|&&u| u < t + 1_000).count();
-            assert!(
-                in_window <= 20,
-                "{in_window} messages in the second from {t}"
-            );
-        }
-    }
-
-    #[test]
     fn the_last_update_goes_at_once_within_twenty_a_second() {
         // (sends before, at these times; when the last chunk ends; whether it goes)
         let table: &[(&[Millis], Millis, bool)] = &[

@@ -29,7 +29,6 @@ use crate::pipelines::synthetic;
 use crate::pipelines::work::Work;
 use crate::rate_limit::Bucket;
 use serde_json::json;
-use std::rc::Rc;
 use wasm_streams::ReadableStream;
 use worker::js_sys::Uint8Array;
 use worker::wasm_bindgen::JsValue;
@@ -339,7 +338,6 @@ async fn create_job(ctx: &Ctx<'_>, create: CreateJob, data: Vec<u8>) -> Result<R
         data.len()
     );
     let header = internal::header_frame(&create);
-    let data = Rc::new(data);
     let slices = data.len().div_ceil(keys::SLICE_BYTES);
     let chunks = std::iter::once(Uint8Array::from(header.as_slice()))
         .chain((0..slices).map(move |n| {
