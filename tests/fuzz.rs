@@ -1958,20 +1958,7 @@ fn gemini_generated() -> BoxedStrategy<GeminiCase> {
             let clean =
                 candidate_seen && !answer_blocked && content_shape == Shape::Normal && all_objects;
             // A list of objects none of which has a book field is not a book list.
-            let book_keys = [
-                "title",
-                "author",
-                "authors",
-                "isbn",
-                "isbn13",
-                "isbn10",
-                "confidence",
-                "boundingBox",
-                "bounding_box",
-                "bbox",
-                "box",
-                "box_2d",
-            ];
+            let book_keys = gemini::BOOK_KEYS;
             let not_books = !books.is_empty()
                 && books
                     .iter()

@@ -364,7 +364,7 @@ enum Found {
 
 /// The keys a book entry may carry (the schema's and the variants read below); an object with
 /// none of them is not a book. A detection with only a box is still a book nobody could read.
-const BOOK_KEYS: [&str; 12] = [
+pub const BOOK_KEYS: [&str; 12] = [
     "title",
     "author",
     "authors",
