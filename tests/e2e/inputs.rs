@@ -331,21 +331,27 @@ async fn a_utf16_quota_answer_for_every_book_fails_the_job_as_retryable() {
     assert_eq!(error["retryable"], true, "a 429 may pass: {error}");
 }
 
+/// A single scan of a photo carrying `marker` (the fake Gemini's scenario), with a socket that
+/// said `ready`.
+async fn scan_photo_marked(w: &Worker, marker: &str) -> (Created, Socket) {
+    let answer = post_bytes(
+        w,
+        "/api/scan-bookshelf",
+        Some("image/png"),
+        image("png", marker),
+    )
+    .await;
+    let job = Created::from_answer(&answer);
+    let mut ws = Socket::connect(w, &job).await;
+    ws.ready().await;
+    (job, ws)
+}
+
 #[tokio::test]
 async fn gemini_answers_that_hold_no_book_list_fail_their_photo_clearly() {
     let (_, w) = shared_providers().await;
     let marker = format!("notbooks-{}", std::process::id());
-    let job = Created::from_answer(
-        &post_bytes(
-            w,
-            "/api/scan-bookshelf",
-            Some("image/png"),
-            image("png", &marker),
-        )
-        .await,
-    );
-    let mut ws = Socket::connect(w, &job).await;
-    ws.ready().await;
+    let (_, mut ws) = scan_photo_marked(w, &marker).await;
     assert_eq!(ws.until_closed().await.code, 1011, "{:?}", ws.kinds());
     let error = &ws.of_kind("error")[0]["payload"];
     assert_eq!(error["retryable"], false, "{error}");
@@ -355,17 +361,7 @@ async fn gemini_answers_that_hold_no_book_list_fail_their_photo_clearly() {
     // A 429 whose body is UTF-16 is read: its `retryDelay` (26.4 s) is honoured and the
     // message is ours, not the provider's text.
     let marker = format!("quota16-{}", std::process::id());
-    let job = Created::from_answer(
-        &post_bytes(
-            w,
-            "/api/scan-bookshelf",
-            Some("image/png"),
-            image("png", &marker),
-        )
-        .await,
-    );
-    let mut ws = Socket::connect(w, &job).await;
-    ws.ready().await;
+    let (job, mut ws) = scan_photo_marked(w, &marker).await;
     let retry = w
         .wait_event("the 429's retry", |e| {
             e["jobId"] == job.job_id.as_str() && e["event"] == "task.retry"
