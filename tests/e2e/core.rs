@@ -818,7 +818,7 @@ async fn versions_keep_rising_across_repeated_restarts() {
     let job = synthetic(&w, json!({ "items": 5 })).await;
     let mut versions = vec![job_state(&w, &job).await["version"].as_u64().unwrap()];
     for _ in 0..2 {
-        w.restart().await;
+        w.crash().await;
         versions.push(job_state(&w, &job).await["version"].as_u64().unwrap());
     }
     assert!(

@@ -302,8 +302,7 @@ async fn a_restart_mid_batch_looks_up_no_book_twice_beyond_the_chunk_in_flight()
             .as_u64()
             .unwrap();
     }
-    w.kill();
-    w.restart().await;
+    w.crash().await;
     let state = state_until(&w, &job, "completion after the restart", |s| {
         s["status"] == "complete"
     })

@@ -19,9 +19,9 @@ fn kill_point(seed: u64, total: u64) -> u64 {
     (mixed >> 33) % total.max(1)
 }
 
-/// Starts `job`, kills the worker once the job has reported `kill_after` processed items (or
-/// before it starts at all, for 0), restarts it on the same state, and waits for the job's
-/// end. Returns the final state.
+/// Starts `job`, crashes the worker's runtime once the job has reported `kill_after` processed
+/// items (or before it starts at all, for 0), lets it come back on the same state, and waits
+/// for the job's end. Returns the final state.
 async fn kill_and_recover(w: &mut Worker, job: &Created, kill_after: u64) -> Value {
     if kill_after > 0 {
         let mut ws = Socket::connect(w, job).await;
@@ -33,8 +33,7 @@ async fn kill_and_recover(w: &mut Worker, job: &Created, kill_after: u64) -> Val
             }
         }
     }
-    w.kill();
-    w.restart().await;
+    w.crash().await;
     // A fresh client says ready after the restart; a queued job starts then.
     let mut ws = Socket::connect_path(w, &format!("{}&reconnect=true", job.websocket_url))
         .await
