@@ -205,6 +205,8 @@ pub struct Worker {
     options: WorkerOptions,
     pgid: Option<i32>,
     starts: u32,
+    /// Where the current launch's output starts in the log.
+    launch_log_offset: usize,
 }
 
 impl Worker {
@@ -225,6 +227,7 @@ impl Worker {
             options,
             pgid: None,
             starts: 0,
+            launch_log_offset: 0,
         };
         worker.launch().await;
         worker
@@ -239,6 +242,7 @@ impl Worker {
             self.base = format!("http://127.0.0.1:{}", self.port);
             self.starts += 1;
             std::fs::create_dir_all(self.log_path.parent().unwrap()).unwrap();
+            self.launch_log_offset = self.log().len();
             let log = File::options()
                 .create(true)
                 .append(true)
@@ -296,9 +300,20 @@ impl Worker {
         let client = reqwest::Client::new();
         let deadline = Instant::now() + limit;
         let mut delay = Duration::from_millis(50);
+        // Another worker may hold the port (taken between choosing and binding, e.g. by a
+        // runtime's own listener), and its /health would answer for ours: only once our
+        // wrangler says it listens there is the port ours.
+        let listening = format!("Ready on {}", self.base);
         loop {
             let want = self.options.health_status.unwrap_or(200);
-            if let Ok(resp) = client.get(format!("{}/health", self.base)).send().await {
+            let ours = self
+                .log()
+                .get(self.launch_log_offset..)
+                .is_some_and(|log| log.contains(&listening));
+            if !ours {
+                // Not listening yet, or never will be (then it exits, found below).
+                delay = Duration::from_millis(25);
+            } else if let Ok(resp) = client.get(format!("{}/health", self.base)).send().await {
                 // The envelope's timestamp tells the worker's answer from wrangler's own.
                 let status = resp.status().as_u16();
                 let body = resp.text().await.unwrap_or_default();
