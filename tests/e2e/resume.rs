@@ -64,9 +64,11 @@ async fn a_client_that_drops_and_resumes_with_since_ends_with_the_same_events() 
     let (_, w) = shared_providers().await;
     let body = five_books(&format!("Resume {}", std::process::id()));
     let job = Created::from_answer(&post_json(w, "/api/enrichment/batch", &body, None).await);
+    // Both sockets are open before the first `ready` starts the job, so both see every
+    // event from `job_started` on, however slowly the second one would connect.
     let mut steady = Socket::connect(w, &job).await;
-    steady.ready().await;
     let mut dropping = Socket::connect(w, &job).await;
+    steady.ready().await;
     dropping.ready().await;
     reads_until_item_results(&mut dropping, 2).await;
     let dropped = dropping.vanish();
@@ -130,8 +132,8 @@ async fn resuming_with_since_works_across_a_restart_of_the_worker() {
     let body = five_books(&format!("Restart {}", std::process::id()));
     let job = Created::from_answer(&post_json(&w, "/api/enrichment/batch", &body, None).await);
     let mut steady = Socket::connect(&w, &job).await;
-    steady.ready().await;
     let mut dropping = Socket::connect(&w, &job).await;
+    steady.ready().await;
     dropping.ready().await;
     reads_until_item_results(&mut dropping, 2).await;
     let dropped = dropping.vanish();
