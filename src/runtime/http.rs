@@ -137,6 +137,9 @@ pub fn check_declared_length(req: &Request, limit: usize) -> Result<(), ApiError
     }
 }
 
+/// The chunk size for a body of unknown length.
+const UNDECLARED_CHUNK_BYTES: usize = 64 * 1024;
+
 /// Reads a request body, refusing with 413 as soon as it passes `limit` bytes: a declared
 /// `Content-Length` over the limit is refused before reading, and a body without one is read
 /// as a stream and abandoned at the limit, never buffered whole.
@@ -146,7 +149,10 @@ pub async fn read_body_limited(req: &mut Request, limit: usize) -> Result<Vec<u8
     // doubling would hold the old and the new buffer at once, up to three times the body.
     let declared = header(req, "content-length").and_then(|n| n.trim().parse::<usize>().ok());
     let mut body = Vec::with_capacity(declared.unwrap_or(0).min(limit));
-    let Ok(mut stream) = req.stream() else {
+    // Chunks as large as the declared body (up to a slice): one or a few reads, not one per
+    // few KiB the runtime receives.
+    let chunk = declared.map_or(UNDECLARED_CHUNK_BYTES, |n| n.min(limit).saturating_add(1));
+    let Some(mut stream) = super::body::chunks(req, chunk) else {
         // No body at all.
         return Ok(body);
     };

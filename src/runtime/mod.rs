@@ -1,5 +1,6 @@
 //! The thin glue between the Workers runtime and the domain modules; only here is `worker::` named.
 
+pub mod body;
 pub mod console;
 pub mod create;
 pub mod edge;

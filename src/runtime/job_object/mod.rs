@@ -12,7 +12,6 @@ use crate::ids::parse_job_id;
 use crate::protocol::{self, UpgradeQuery};
 use crate::results::PageQuery;
 use crate::runtime::http;
-use futures::StreamExt;
 use host::{DoHost, EventGuard, Events};
 use serde_json::json;
 use std::rc::Rc;
@@ -67,13 +66,12 @@ impl DurableObject for JobObject {
         let path = req.path();
         let reply = match (req.method(), path.as_str()) {
             // Read as a stream: the object holds one input blob at a time, not the upload.
-            (Method::Post, "/internal/create") => match req.stream() {
-                Ok(chunks) => {
-                    let chunks = chunks.map(|chunk| chunk.map_err(|e| e.to_string()));
-                    self.engine.create_from(chunks).await
+            (Method::Post, "/internal/create") => {
+                match super::body::chunks(&mut req, super::body::MAX_CHUNK_BYTES) {
+                    Some(chunks) => self.engine.create_from(chunks).await,
+                    None => Err(http::internal("reading a create body", "no body")),
                 }
-                Err(e) => Err(http::internal("reading a create body", e)),
-            },
+            }
             (Method::Get, "/internal/state") => self.engine.state(http::bearer(&req).as_deref()),
             (Method::Post, "/internal/refresh") => match req.bytes().await {
                 Ok(body) => self.engine.refresh(&body).await,
