@@ -27,6 +27,9 @@ const RECORDS_PER_RUN: usize = 5_000;
 /// Input parsed between checkpoints at most: what is buffered for the next one stays a few
 /// MiB whatever the rows hold, and so does a checkpoint's write.
 const INPUT_BYTES_PER_CHECKPOINT: u64 = 1024 * 1024;
+/// The most books a deduper is sized for up front (some 4 MiB of tables); beyond it, the
+/// tables grow as they fill.
+const DEDUPER_ROOM: usize = 1 << 16;
 /// Stored values listed at once when the whole set must be walked (rebuilding the deduper).
 const VALUES_PER_LIST: usize = 16;
 
@@ -171,7 +174,10 @@ impl CsvImport {
         if let Some(deduper) = self.deduper.borrow_mut().take() {
             return Ok(deduper);
         }
-        let mut deduper = Deduper::default();
+        // Sized for every row to be a book, which the maps would grow to anyway, up to a cap
+        // for files of tiny rows.
+        let rows = usize::try_from(ctx.total_count()).unwrap_or(usize::MAX);
+        let mut deduper = Deduper::with_capacity(rows.min(DEDUPER_ROOM));
         for_each_value(ctx, keys::CSV_BOOKS_PREFIX, |_, value| {
             if let Ok(books) = value.json::<Vec<Book>>() {
                 books.iter().for_each(|book| deduper.remember(book));
