@@ -93,6 +93,14 @@ impl Figures {
             .push(value);
     }
 
+    /// Records `label pNN` in ms for each percentile asked for, with its target.
+    fn record_latency(&mut self, label: &str, values: &[f64], targets: &[(f64, &'static str)]) {
+        for (p, target) in targets {
+            let value = percentile(values, *p);
+            self.record(&format!("{label} p{p}"), "ms", target, value);
+        }
+    }
+
     fn summary(&self, name: &str) -> (f64, f64, f64) {
         let v = &self.values[name].0;
         (
@@ -150,18 +158,10 @@ async fn upgrade_latency(w: &Worker, jobs: usize, rep: usize, figures: &mut Figu
         ("upgrade first socket", &cold, "≤ 25 (fresh object)", ""),
         ("upgrade second socket", &warm, "≤ 5", "≤ 25"),
     ] {
-        figures.record(
-            &format!("{label} p50"),
-            "ms",
-            target50,
-            percentile(values, 50.0),
-        );
-        figures.record(&format!("{label} p95"), "ms", "", percentile(values, 95.0));
-        figures.record(
-            &format!("{label} p99"),
-            "ms",
-            target99,
-            percentile(values, 99.0),
+        figures.record_latency(
+            label,
+            values,
+            &[(50.0, target50), (95.0, ""), (99.0, target99)],
         );
     }
     for (label, values, target) in [
@@ -169,13 +169,7 @@ async fn upgrade_latency(w: &Worker, jobs: usize, rep: usize, figures: &mut Figu
         ("first request to a never-used object", &unused, "≤ 25"),
         ("the same request to an object in memory", &live, ""),
     ] {
-        figures.record(
-            &format!("{label} p50"),
-            "ms",
-            target,
-            percentile(values, 50.0),
-        );
-        figures.record(&format!("{label} p99"), "ms", "", percentile(values, 99.0));
+        figures.record_latency(label, values, &[(50.0, target), (99.0, "")]);
     }
     figures.record(
         "first request to a never-used object ÷ /health (p50)",
@@ -238,8 +232,7 @@ async fn ready_latency(w: &Worker, jobs: usize, figures: &mut Figures) {
         ("ready → ready_ack, first", &first),
         ("ready → ready_ack, repeated", &repeated),
     ] {
-        figures.record(&format!("{label} p50"), "ms", "", percentile(values, 50.0));
-        figures.record(&format!("{label} p99"), "ms", "", percentile(values, 99.0));
+        figures.record_latency(label, values, &[(50.0, ""), (99.0, "")]);
     }
     for (label, values, target) in [
         ("ready → ready_ack, first", &first, "≤ 2"),
