@@ -64,6 +64,13 @@ impl Pipelines {
         }
     }
 
+    /// One of the job's input slices as its creation stores them, in order.
+    pub fn input_received(&self, work: &Work, key: &str, bytes: &[u8]) {
+        if let (Self::Csv(p), Work::Csv(w)) = (self, work) {
+            p.input_received(w, key, bytes);
+        }
+    }
+
     /// The pipeline's part of a checkpoint: its buffered results, with `work` updated in
     /// the same write.
     pub fn drain_pending(&self, work: &mut Work, batch: &mut Batch) {

@@ -141,6 +141,9 @@ impl<H: Host> Engine<H> {
                 .take(blob.len)
                 .await
                 .map_err(|e| self.internal("reading a create body", e))?;
+            if let Some(pipeline) = self.pipeline.borrow().as_ref() {
+                pipeline.input_received(&create.work, &blob.key, &bytes);
+            }
             if n == last {
                 batch.bytes(&blob.key, bytes);
                 continue;

@@ -83,6 +83,8 @@ struct Inner {
     resets: Cell<u32>,
     largest_write: Cell<usize>,
     random: Cell<u8>,
+    /// Every key a `get` asked for, in order.
+    keys_read: RefCell<Vec<String>>,
 }
 
 /// The in-memory host. Clones share one machine.
@@ -182,6 +184,10 @@ impl MemoryHost {
     }
 
     /// The largest key and value written by a put so far, in bytes.
+    pub fn keys_read(&self) -> Vec<String> {
+        self.inner.keys_read.borrow().clone()
+    }
+
     pub fn largest_write(&self) -> usize {
         self.inner.largest_write.get()
     }
@@ -240,6 +246,7 @@ impl Host for MemoryHost {
     }
 
     async fn get(&self, keys: &[String]) -> Result<Values, StorageError> {
+        self.inner.keys_read.borrow_mut().extend_from_slice(keys);
         let storage = self.inner.storage.borrow();
         Ok(Values(
             keys.iter()

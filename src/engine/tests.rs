@@ -425,6 +425,43 @@ fn the_job_ends_the_same_when_the_engine_is_dropped_mid_step() {
 }
 
 #[test]
+fn an_import_starts_from_the_upload_it_kept_and_reads_it_back_only_after_an_eviction() {
+    // Three input slices, so the creation stores two before its last write.
+    let file = crate::pipelines::csv::generate_goodreads(12_000, 7).0;
+    assert!(file.len() > 2 * keys::SLICE_BYTES);
+    let mut results = Vec::new();
+    for evicted in [false, true] {
+        let mut sim = Sim::new(config(&[]), T0);
+        let token = csv_job(&mut sim, &file);
+        if evicted {
+            sim.evict();
+        }
+        let socket = open(&sim);
+        say(&mut sim, &socket, r#"{"type":"ready"}"#);
+        run_to_end(&mut sim, T0 + 600_000);
+        assert_eq!(
+            status(&sim).as_deref(),
+            Some("complete"),
+            "evicted: {evicted}"
+        );
+        let input_reads = sim
+            .host
+            .keys_read()
+            .iter()
+            .filter(|key| key.starts_with(keys::CSV_INPUT_PREFIX))
+            .count();
+        let slices = keys::slices(keys::CSV_INPUT_PREFIX, file.len()).len();
+        assert_eq!(
+            input_reads,
+            if evicted { slices } else { 0 },
+            "evicted: {evicted}"
+        );
+        results.push(sim.all_results(&token, "csv", None));
+    }
+    assert_eq!(results[0], results[1]);
+}
+
+#[test]
 fn a_job_that_never_starts_is_cleaned_up_after_its_token_and_the_ttl() {
     let mut sim = Sim::new(
         config(&[

@@ -65,7 +65,8 @@ impl DurableObject for JobObject {
         self.engine.count_request();
         let path = req.path();
         let reply = match (req.method(), path.as_str()) {
-            // Read as a stream: the object holds one input blob at a time, not the upload.
+            // Read as a stream, a slice at a time: no second whole copy of the upload (an
+            // import keeps one, which its start would otherwise read back from storage).
             (Method::Post, "/internal/create") => {
                 match super::body::chunks(&mut req, super::body::MAX_CHUNK_BYTES) {
                     Some(chunks) => self.engine.create_from(chunks).await,
