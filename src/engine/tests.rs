@@ -353,7 +353,8 @@ fn retries_are_counted_in_storage_and_run_out() {
 #[test]
 fn the_job_ends_the_same_when_the_engine_is_dropped_mid_step() {
     type Make = fn(&mut Sim) -> String;
-    let file = crate::pipelines::csv::generate_goodreads(12_000, 7).0;
+    // Three runs of the import, so each quarter is reached with a run still to come.
+    let file = crate::pipelines::csv::generate_goodreads(48_000, 7).0;
     let csv: Maker = Box::new(move |sim| csv_job(sim, &file));
     type Maker = Box<dyn Fn(&mut Sim) -> String>;
     let table: Vec<(&str, Maker, &'static str)> = vec![
