@@ -183,11 +183,12 @@ impl MemoryHost {
         self.inner.aborts.get()
     }
 
-    /// The largest key and value written by a put so far, in bytes.
+    /// Every key a `get` asked for so far, in order.
     pub fn keys_read(&self) -> Vec<String> {
         self.inner.keys_read.borrow().clone()
     }
 
+    /// The largest key and value written by a put so far, in bytes.
     pub fn largest_write(&self) -> usize {
         self.inner.largest_write.get()
     }
