@@ -121,6 +121,40 @@ async fn a_ten_mib_file_of_fifty_thousand_rows_is_fully_accounted_for() {
 }
 
 #[tokio::test]
+async fn a_cancel_mid_import_ends_the_run_in_flight_and_nothing_moves_after() {
+    // Runs are 20,000 records, and the first progress arrives as the first run ends: the
+    // cancel lands during the second. Whatever that run still does, the job ends canceled and
+    // nothing it parsed afterwards shows.
+    let w = shared().await;
+    let (file, _) = generate_goodreads(50_000, 11);
+    let job = import(w, file).await;
+    let mut ws = Socket::connect(w, &job).await;
+    ws.ready().await;
+    ws.until("job_progress").await;
+    let answer = post_json(
+        w,
+        &format!("/api/jobs/{}/cancel", job.job_id),
+        &json!({}),
+        Some(&job.token),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(ws.until_closed().await.code, 1001, "{:?}", ws.kinds());
+    assert!(ws.of_kind("job_complete").is_empty(), "{:?}", ws.kinds());
+    let at_cancel = job_state(w, &job).await;
+    assert_eq!(at_cancel["status"], "canceled");
+    let processed = at_cancel["processedCount"].as_u64().unwrap();
+    assert!(
+        processed < 50_000,
+        "the import ran on to the end: {at_cancel}"
+    );
+    server_time_passes(w, 400).await;
+    let later = job_state(w, &job).await;
+    assert_eq!(later["processedCount"], at_cancel["processedCount"]);
+    assert_eq!(later["version"], at_cancel["version"]);
+}
+
+#[tokio::test]
 async fn a_restart_mid_import_gives_exactly_the_undisturbed_results() {
     let mut w = Worker::start(test_options()).await;
     let (file, claimed) = generate_goodreads(50_000, 11);
