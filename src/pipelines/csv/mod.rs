@@ -40,6 +40,7 @@
 
 mod book;
 mod cells;
+mod count;
 pub mod dialect;
 mod document;
 // Test and benchmark data only: kept out of the wasm.
