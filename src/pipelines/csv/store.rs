@@ -13,9 +13,9 @@
 //! moved into this layout when they resume ([`StoreLayout::V1`]).
 
 use super::book::{Book, BookPatch, BookRef, RowError, RowWarning};
-use crate::host::Batch;
+use crate::host::{Batch, Stored};
 use crate::keys::{self, MAX_RESULT_VALUE_BYTES};
-use crate::pipeline::{pack_json, pack_json_counted};
+use crate::pipeline::{pack_json, pack_with};
 use serde::{Deserialize, Serialize};
 
 /// Detailed errors kept (contract 9.2); `summary.errorCount` counts them all.
@@ -171,16 +171,18 @@ impl Pending {
     /// whose results can be kept.
     pub fn drain_into(&mut self, stored: &mut StoredResults, budget: u64, batch: &mut Batch) {
         let pending = std::mem::take(self);
-        let mut values: Vec<(String, String)> = Vec::new();
+        let mut values: Vec<(String, Stored)> = Vec::new();
         let mut next = stored.clone();
         // Books: as many slices as their JSON needs.
-        for (part, count) in pack_json_counted(&pending.books, MAX_RESULT_VALUE_BYTES) {
+        for (part, count) in pack_with(&pending.books, MAX_RESULT_VALUE_BYTES, Book::write_json) {
             if count == 0 {
                 continue;
             }
             next.slice_starts.push(next.books);
             let slice = next.slice_starts.len() as u32 - 1;
-            values.push((keys::csv_books(slice), part));
+            // Stored as the bytes they were written to: no UTF-8 check, and no string for the
+            // runtime to decode.
+            values.push((keys::csv_books(slice), Stored::Bytes(part)));
             next.books += count as u64;
         }
         // Merges: grouped by the slice of the book they name, in file order within each.
@@ -196,13 +198,16 @@ impl Pending {
         }
         for (slice, patches) in by_slice {
             for part in pack_json(&patches, MAX_RESULT_VALUE_BYTES) {
-                values.push((keys::csv_patches(slice, next.patch_parts), part));
+                values.push((
+                    keys::csv_patches(slice, next.patch_parts),
+                    Stored::Text(part),
+                ));
                 next.patch_parts += 1;
             }
         }
         if !pending.errors.is_empty() {
             for part in pack_json(&pending.errors, MAX_RESULT_VALUE_BYTES) {
-                values.push((keys::csv_errors(next.error_parts), part));
+                values.push((keys::csv_errors(next.error_parts), Stored::Text(part)));
                 next.error_parts += 1;
             }
             next.errors_kept += pending.errors.len() as u64;
@@ -210,7 +215,7 @@ impl Pending {
         }
         if !pending.warnings.is_empty() {
             for part in pack_json(&pending.warnings, MAX_RESULT_VALUE_BYTES) {
-                values.push((keys::csv_warnings(next.warning_parts), part));
+                values.push((keys::csv_warnings(next.warning_parts), Stored::Text(part)));
                 next.warning_parts += 1;
             }
             next.warnings_kept += pending.warnings.len() as u64;
@@ -226,7 +231,10 @@ impl Pending {
         }
         *stored = next;
         for (key, value) in values {
-            batch.text(&key, value);
+            match value {
+                Stored::Bytes(bytes) => batch.bytes(&key, bytes),
+                Stored::Text(text) => batch.text(&key, text),
+            };
         }
     }
 }
