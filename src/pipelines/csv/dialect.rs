@@ -212,7 +212,12 @@ fn windows_1252_char(byte: u8) -> char {
 /// valid), or Windows-1252. ASCII is the same in both and is borrowed.
 pub(crate) fn decode(bytes: &[u8], windows_1252: bool) -> Cow<'_, str> {
     if !windows_1252 || bytes.is_ascii() {
-        return String::from_utf8_lossy(bytes);
+        // The strict check is the fast one (from_utf8_lossy walks chunk by chunk), and nearly
+        // every field passes it.
+        return match std::str::from_utf8(bytes) {
+            Ok(text) => Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(bytes),
+        };
     }
     Cow::Owned(bytes.iter().map(|&b| windows_1252_char(b)).collect())
 }
