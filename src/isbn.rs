@@ -16,6 +16,10 @@ pub enum IsbnCheck {
 
 /// Removes hyphens and spaces and upper-cases a trailing `x`.
 pub fn normalize(raw: &str) -> String {
+    // Most cells are already bare digits: copied whole, without a pass per character.
+    if raw.bytes().all(|b| b.is_ascii_digit()) {
+        return raw.to_string();
+    }
     raw.chars()
         .filter(|c| !matches!(c, '-' | ' ' | '\u{2010}'..='\u{2015}'))
         .map(|c| c.to_ascii_uppercase())
@@ -66,13 +70,17 @@ pub fn is_valid_isbn13(s: &str) -> bool {
 
 /// ISBN-13 of a valid ISBN-10 (978 prefix, recomputed check digit).
 pub fn isbn10_to_13(isbn10: &str) -> String {
-    let stem = format!("978{}", &isbn10[..9]);
-    let sum: u32 = stem
+    // Built by hand, not with format!: an import converts one per row with an ISBN-10.
+    let mut isbn13 = String::with_capacity(13);
+    isbn13.push_str("978");
+    isbn13.push_str(&isbn10[..9]);
+    let sum: u32 = isbn13
         .bytes()
         .enumerate()
         .map(|(i, b)| digit(b) * if i % 2 == 0 { 1 } else { 3 })
         .sum();
-    format!("{stem}{}", (10 - sum % 10) % 10)
+    isbn13.push(char::from(b'0' + ((10 - sum % 10) % 10) as u8));
+    isbn13
 }
 
 /// ISBN-10 of a valid ISBN-13, which exists only for the 978 prefix.
@@ -89,7 +97,10 @@ pub fn isbn13_to_10(isbn13: &str) -> Option<String> {
     } else {
         char::from_digit(check, 10)?
     };
-    Some(format!("{body}{check}"))
+    let mut isbn10 = String::with_capacity(10);
+    isbn10.push_str(body);
+    isbn10.push(check);
+    Some(isbn10)
 }
 
 /// Classifies a raw identifier such as a CSV cell or a model's guess.
