@@ -13,7 +13,8 @@
 //! - `fuzz_csv_dialects`: libraries generated in every recognised layout, delimiter and
 //!   encoding, then damaged as spreadsheets damage them (records wrapped in one cell, padded
 //!   cells, a lost header row, ISBNs turned into numbers): the import finds exactly the
-//!   generated books, the layout and dialect, one warning per repair, the same in slices.
+//!   generated books, the layout and dialect, one warning per repair, the same in slices, and
+//!   `count_data_records` counts what the import parses.
 //! - `fuzz_csv_format_detection`: `read_header_with` on arbitrary first lines with every
 //!   `format` hint: a header row reads the same whatever the hint, and only a Goodreads record
 //!   is read without a header in `auto`.
@@ -1559,6 +1560,12 @@ fn check_dialect(case: DialectCase) -> Result<(), TestCaseError> {
     let whole = import_whole(&header, &file, start)?;
     prop_assert_eq!(&whole.errors, &Vec::<RowError>::new());
     prop_assert_eq!(&whole.books, &expected);
+    // The total announced at start, counted without parsing, in every dialect.
+    let rest = file.get(start.offset as usize..).unwrap_or_default();
+    prop_assert_eq!(
+        count_data_records(&header, rest, start),
+        whole.totals.data_records
+    );
     let got: Vec<(u64, &str)> = whole
         .warnings
         .iter()
