@@ -1058,4 +1058,24 @@ mod properties {
             prop_assert_eq!(count_records(&file, delimiter.byte()), count_with_reader(&header, &file, start));
         }
     }
+
+    /// A blank record counts once it is too long to read: at the limit, one byte over, with
+    /// each kind of line break after it and none.
+    #[test]
+    fn the_scanner_and_the_reader_agree_at_the_record_limit() {
+        let header = header(&["Title", "Author"]);
+        let start = Cursor { offset: 0, line: 2 };
+        let limit = MAX_RECORD_BYTES as usize;
+        for blanks in [limit - 1, limit, limit + 1] {
+            for end in ["", "\n", "\r\n", "\r", "\nx\n"] {
+                let mut file = vec![b' '; blanks];
+                file.extend_from_slice(end.as_bytes());
+                assert_eq!(
+                    count_records(&file, b','),
+                    count_with_reader(&header, &file, start),
+                    "{blanks} blanks, then {end:?}"
+                );
+            }
+        }
+    }
 }
