@@ -69,6 +69,15 @@ impl<H: Host> Engine<H> {
         self.send_flushed(send)
     }
 
+    /// When a held report can go at a chunk's end (see
+    /// [`crate::job::throttle::SocketCoalescer::next_flush_at`]);
+    /// never before `now`'s next millisecond, since a flush at `now` has just failed.
+    pub(super) fn next_flush_at(&self, now: Millis, last: bool) -> Millis {
+        let spacing = self.progress_spacing_ms();
+        let due = self.mem.borrow().coalescer.next_flush_at(spacing, last);
+        due.max(now + 1)
+    }
+
     fn send_flushed(&self, send: bool) -> bool {
         if send {
             if let Some(message) = self.with_job(|job| ServerMessage::progress(&job.record.state)) {

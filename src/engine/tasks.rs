@@ -277,9 +277,11 @@ impl<H: Host> Engine<H> {
             Ok(StepOutcome::Continue { delay_ms }) => {
                 let held = self.flush_progress(now);
                 // A report that had to wait for the socket spacing goes out first thing in
-                // the next chunk, so the next chunk waits no longer than that spacing.
+                // the next chunk, which waits only until the spacing allows it (at most half
+                // the spacing): a flat wait of half the spacing left the object idle for
+                // tens of milliseconds between runs of an import.
                 let wait = if held {
-                    self.progress_spacing_ms() / 2
+                    self.next_flush_at(now, false) - now
                 } else {
                     0
                 };
@@ -292,9 +294,9 @@ impl<H: Host> Engine<H> {
             }
             Ok(StepOutcome::Done) => {
                 if self.flush_last_progress(now) {
-                    // The last chunk's report is still held: come back once the spacing
-                    // allows it, so no chunk goes unreported (a step is `Done` again then).
-                    let wait = self.progress_spacing_ms() / 2;
+                    // The last chunk's report is still held: come back once the one-second
+                    // bound allows it, so no chunk goes unreported (a step is `Done` again then).
+                    let wait = self.next_flush_at(now, true) - now;
                     self.with_job(|job| job.record.schedule.set(TaskKind::Process, now + wait));
                     return Ok(());
                 }

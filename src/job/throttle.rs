@@ -144,6 +144,19 @@ impl SocketCoalescer {
     pub fn is_holding(&self) -> bool {
         self.held
     }
+
+    /// The earliest time at which a held update can go at a chunk's end: half the spacing
+    /// after the last one ([`SocketCoalescer::flush`]), or right after it when `last` (the last
+    /// chunk, [`SocketCoalescer::flush_last`]), and once the one-second bound allows one more.
+    pub fn next_flush_at(&self, min_interval_ms: Millis, last: bool) -> Millis {
+        let spacing_ms = if last { 0 } else { min_interval_ms / 2 };
+        let spaced = self.last_sent.map_or(0, |t| t + spacing_ms);
+        let window = match self.recent[self.next] {
+            Some(oldest) if min_interval_ms > 0 => oldest + 1_000,
+            _ => 0,
+        };
+        spaced.max(window)
+    }
 }
 
 #[cfg(test)]
@@ -244,6 +257,59 @@ mod tests {
         assert!(c.offer(100, 500));
         assert!(!c.offer(100, 510));
         assert!(c.flush(100, 560));
+    }
+
+    /// `next_flush_at` names exactly the first moment a flush succeeds: never later, so a
+    /// chunk waits no longer than it must, and never earlier.
+    #[test]
+    fn the_next_flush_is_due_exactly_when_a_flush_succeeds() {
+        // (interval, sends before, the update held at, last chunk): each is still held at the
+        // chunk's end, as the engine asks only then.
+        let table: &[(Millis, &[Millis], Millis, bool)] = &[
+            (100, &[0], 10, false),
+            (100, &[0], 49, false),
+            (100, &[0, 100, 200], 230, false),
+            // Twenty in one second: the window, not the spacing, decides.
+            (
+                10,
+                &[
+                    0, 5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55, 60, 65, 70, 75, 80, 85, 90, 95,
+                ],
+                96,
+                false,
+            ),
+            (
+                10,
+                &[
+                    0, 5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55, 60, 65, 70, 75, 80, 85, 90, 95,
+                ],
+                96,
+                true,
+            ),
+        ];
+        for &(interval, before, held_at, last) in table {
+            let mut c = SocketCoalescer::default();
+            for &t in before {
+                c.sent(t);
+            }
+            assert!(!c.offer(interval, held_at), "held by the spacing");
+            let due = c.next_flush_at(interval, last);
+            assert!(due > held_at, "{before:?}: due at {due}");
+            let flush = |c: &mut SocketCoalescer, now| {
+                if last {
+                    c.flush_last(interval, now)
+                } else {
+                    c.flush(interval, now)
+                }
+            };
+            for now in held_at..due {
+                assert!(
+                    !flush(&mut c.clone(), now),
+                    "{before:?}: sent at {now}, before {due}"
+                );
+            }
+            assert!(flush(&mut c, due), "{before:?}: not sent at {due}");
+        }
     }
 
     #[test]
