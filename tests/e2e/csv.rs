@@ -128,18 +128,8 @@ async fn a_cancel_mid_import_ends_the_run_in_flight_and_nothing_moves_after() {
     let w = shared().await;
     let (file, _) = generate_goodreads(50_000, 11);
     let job = import(w, file).await;
-    let mut ws = Socket::connect(w, &job).await;
-    ws.ready().await;
-    ws.until("job_progress").await;
-    let answer = post_json(
-        w,
-        &format!("/api/jobs/{}/cancel", job.job_id),
-        &json!({}),
-        Some(&job.token),
-    )
-    .await;
-    assert_eq!(answer.status, 200, "{}", answer.text);
-    assert_eq!(ws.until_closed().await.code, 1001, "{:?}", ws.kinds());
+    let cancel = format!("/api/jobs/{}/cancel", job.job_id);
+    let ws = cancel_after_first_progress(w, &job, &cancel).await;
     assert!(ws.of_kind("job_complete").is_empty(), "{:?}", ws.kinds());
     let at_cancel = job_state(w, &job).await;
     assert_eq!(at_cancel["status"], "canceled");

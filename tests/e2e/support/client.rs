@@ -191,14 +191,16 @@ pub async fn server_time_passes(w: &Worker, ms: u64) {
 }
 
 /// Says ready on a new socket, waits for the first progress report, cancels the job through
-/// `path` (a cancel route that takes `{jobId}` in its body) and waits for the 1001 close.
-pub async fn cancel_after_first_progress(w: &Worker, job: &Created, path: &str) {
+/// `path` (any cancel route: `{jobId}` goes in the body, which `/api/jobs/{id}/cancel` ignores)
+/// and waits for the 1001 close; returns the closed socket with what it received.
+pub async fn cancel_after_first_progress(w: &Worker, job: &Created, path: &str) -> Socket {
     let mut ws = Socket::connect(w, job).await;
     ws.ready().await;
     ws.until("job_progress").await;
     let answer = post_json(w, path, &json!({ "jobId": job.job_id }), Some(&job.token)).await;
     assert_eq!(answer.status, 200, "{}", answer.text);
-    assert_eq!(ws.until_closed().await.code, 1001);
+    assert_eq!(ws.until_closed().await.code, 1001, "{:?}", ws.kinds());
+    ws
 }
 
 pub async fn job_state(worker: &Worker, job: &Created) -> Value {
