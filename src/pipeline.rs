@@ -246,13 +246,17 @@ pub async fn read_slices<W>(
 /// Serialises `items` as JSON arrays of at most `max_bytes` each, in order; an item that alone
 /// is over `max_bytes` gets an array of its own (callers bound their items far below it).
 pub fn pack_json<T: serde::Serialize>(items: &[T], max_bytes: usize) -> Vec<String> {
-    pack_with(items, max_bytes, |item, out| {
-        serde_json::to_writer(out, item).is_ok()
-    })
-    .into_iter()
-    // serde_json writes UTF-8 only.
-    .map(|(part, _)| String::from_utf8(part).unwrap_or_default())
-    .collect()
+    pack_with(items, max_bytes, write_json)
+        .into_iter()
+        // serde_json writes UTF-8 only.
+        .map(|(part, _)| String::from_utf8(part).unwrap_or_default())
+        .collect()
+}
+
+/// Appends `item`'s JSON to `out`, as serde_json writes it: the writer [`pack_with`] takes
+/// for any serialisable item.
+pub fn write_json<T: serde::Serialize>(item: &T, out: &mut Vec<u8>) -> bool {
+    serde_json::to_writer(out, item).is_ok()
 }
 
 /// [`pack_json`] with the item's JSON written by `write`, which appends it to the buffer and
@@ -316,9 +320,7 @@ mod tests {
         }
         assert_eq!(pack_json::<u8>(&[], 10), ["[]"]);
         for max in [64, 1_000] {
-            let counted = pack_with(&items, max, |item, out| {
-                serde_json::to_writer(out, item).is_ok()
-            });
+            let counted = pack_with(&items, max, write_json);
             let counts: usize = counted.iter().map(|(_, n)| n).sum();
             assert_eq!(counts, items.len(), "{max}");
             for (part, n) in counted {
@@ -330,7 +332,7 @@ mod tests {
             // An item that cannot be written is counted where it stands and leaves no trace.
             let some_fail = pack_with(&items, max, |item, out| {
                 if item.len() % 20 == 0 {
-                    return serde_json::to_writer(out, item).is_ok();
+                    return write_json(item, out);
                 }
                 out.extend_from_slice(b"\"partial");
                 false

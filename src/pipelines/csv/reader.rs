@@ -364,9 +364,10 @@ impl RecordReader {
         let Some(&last) = bytes.last() else {
             return;
         };
-        // One pass without a branch per byte: every record's bytes come through here, twice
-        // in an import (the count and the parse), and a first pass looking for any break
-        // before a byte-by-byte match cost a second pass over nearly every record.
+        // One pass without a branch per byte: every record's bytes come through here when
+        // they are parsed (and when a padded file's rows are counted), and a first pass
+        // looking for any break before a byte-by-byte match cost a second pass over nearly
+        // every record.
         // A `\r` ends a line; a `\n` does unless a `\r` came right before it.
         let mut breaks = 0u64;
         let mut previous_cr = self.after_cr;

@@ -13,9 +13,9 @@
 //! moved into this layout when they resume ([`StoreLayout::V1`]).
 
 use super::book::{Book, BookPatch, BookRef, RowError, RowWarning};
-use crate::host::{Batch, Stored};
+use crate::host::Batch;
 use crate::keys::{self, MAX_RESULT_VALUE_BYTES};
-use crate::pipeline::{pack_json, pack_with};
+use crate::pipeline::{pack_with, write_json};
 use serde::{Deserialize, Serialize};
 
 /// Detailed errors kept (contract 9.2); `summary.errorCount` counts them all.
@@ -171,7 +171,7 @@ impl Pending {
     /// whose results can be kept.
     pub fn drain_into(&mut self, stored: &mut StoredResults, budget: u64, batch: &mut Batch) {
         let pending = std::mem::take(self);
-        let mut values: Vec<(String, Stored)> = Vec::new();
+        let mut values: Vec<(String, Vec<u8>)> = Vec::new();
         let mut next = stored.clone();
         // Books: as many slices as their JSON needs.
         for (part, count) in pack_with(&pending.books, MAX_RESULT_VALUE_BYTES, Book::write_json) {
@@ -180,9 +180,7 @@ impl Pending {
             }
             next.slice_starts.push(next.books);
             let slice = next.slice_starts.len() as u32 - 1;
-            // Stored as the bytes they were written to: no UTF-8 check, and no string for the
-            // runtime to decode.
-            values.push((keys::csv_books(slice), Stored::Bytes(part)));
+            values.push((keys::csv_books(slice), part));
             next.books += count as u64;
         }
         // Merges: grouped by the slice of the book they name, in file order within each.
@@ -197,25 +195,22 @@ impl Pending {
             }
         }
         for (slice, patches) in by_slice {
-            for part in pack_json(&patches, MAX_RESULT_VALUE_BYTES) {
-                values.push((
-                    keys::csv_patches(slice, next.patch_parts),
-                    Stored::Text(part),
-                ));
+            for (part, _) in pack_with(&patches, MAX_RESULT_VALUE_BYTES, write_json) {
+                values.push((keys::csv_patches(slice, next.patch_parts), part));
                 next.patch_parts += 1;
             }
         }
         if !pending.errors.is_empty() {
-            for part in pack_json(&pending.errors, MAX_RESULT_VALUE_BYTES) {
-                values.push((keys::csv_errors(next.error_parts), Stored::Text(part)));
+            for (part, _) in pack_with(&pending.errors, MAX_RESULT_VALUE_BYTES, write_json) {
+                values.push((keys::csv_errors(next.error_parts), part));
                 next.error_parts += 1;
             }
             next.errors_kept += pending.errors.len() as u64;
             next.error_bytes += pending.error_bytes;
         }
         if !pending.warnings.is_empty() {
-            for part in pack_json(&pending.warnings, MAX_RESULT_VALUE_BYTES) {
-                values.push((keys::csv_warnings(next.warning_parts), Stored::Text(part)));
+            for (part, _) in pack_with(&pending.warnings, MAX_RESULT_VALUE_BYTES, write_json) {
+                values.push((keys::csv_warnings(next.warning_parts), part));
                 next.warning_parts += 1;
             }
             next.warnings_kept += pending.warnings.len() as u64;
@@ -230,11 +225,10 @@ impl Pending {
             return;
         }
         *stored = next;
+        // Stored as the bytes they were written to: no UTF-8 check, and no string for the
+        // runtime to decode. Readers take bytes or text, as earlier builds stored text.
         for (key, value) in values {
-            match value {
-                Stored::Bytes(bytes) => batch.bytes(&key, bytes),
-                Stored::Text(text) => batch.text(&key, text),
-            };
+            batch.bytes(&key, value);
         }
     }
 }
